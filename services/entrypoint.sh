@@ -1,0 +1,19 @@
+#!/bin/sh
+# The one entry command of both agents, used by the images and locally:
+#   services/entrypoint.sh interrupter|uninterruptable start|dev|console|download-files [args...]
+# prometheus-client decides its multiprocess mode when it is first imported, so the metrics
+# directory must be exported before Python starts; each worker gets its own, emptied here so no
+# stale process files from an earlier run are merged into /metrics.
+set -eu
+service=${1:?usage: entrypoint.sh interrupter|uninterruptable <command> [args...]}
+shift
+case "$service" in
+  interrupter|uninterruptable) ;;
+  *) echo "entrypoint.sh: unknown service '$service' (interrupter or uninterruptable)" >&2; exit 2 ;;
+esac
+: "${PROMETHEUS_MULTIPROC_DIR:=${TMPDIR:-/tmp}/voice-agent-metrics/$service}"
+export PROMETHEUS_MULTIPROC_DIR
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+find "$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -maxdepth 1 -name '*.db' -delete
+cd "$(dirname "$0")/.."
+exec "${PYTHON:-python}" -m "services.$service" "$@"
