@@ -160,6 +160,10 @@ VARIABLES: tuple[Var, ...] = (
     Var("AGENT_INSTRUCTIONS", "", "System instructions; empty uses the agent's built-in ones.",
         _str),
     # Worker
+    Var("HTTP_BIND_ADDRESS", "0.0.0.0", "Address the health and metrics endpoints listen on.",
+        _nonempty),
+    Var("LIVEKIT_MAX_RETRY", "16", "Connection attempts to LiveKit before the worker gives up "
+        "and exits non-zero.", _int_range(0, 1000)),
     Var("HEALTH_PORT", "8081", "Port of the worker's HTTP health endpoint (`/`).",
         _int_range(1, 65535)),
     Var("METRICS_PORT", "9100", "Port of the Prometheus `/metrics` endpoint.",
@@ -196,9 +200,10 @@ VARIABLES: tuple[Var, ...] = (
         _nonempty, scope="uninterruptable"),
 )
 
-# Commands that talk to LiveKit need its credentials; `console` runs locally, `download-files`
-# needs nothing.
+# Commands that talk to LiveKit need its credentials; `console` runs a session locally (provider
+# keys needed, LiveKit's not); `download-files` and help need nothing.
 CONNECTING_COMMANDS = frozenset({"start", "dev", "connect"})
+SESSION_COMMANDS = CONNECTING_COMMANDS | {"console"}
 _LIVEKIT_VARS = frozenset({"LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"})
 
 
@@ -250,7 +255,9 @@ def load(
             raise ConfigError(f"{var.name}: {e}") from None
 
     for var in deferred:
-        if var.required_if is not None:
+        if command not in SESSION_COMMANDS:
+            needed = False
+        elif var.required_if is not None:
             needed = var.required_if(values)
         elif var.name in _LIVEKIT_VARS:
             needed = command in CONNECTING_COMMANDS

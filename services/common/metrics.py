@@ -12,7 +12,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 NAMESPACE = "voice_agent"
 
-# Interruption kinds: cut_in = the agent cut the user off; barge_in = the user interrupted the agent;
+# Interruption kinds: cut_in = the agent cut the user off; barge_in = the user interrupted the
+# agent;
 # suppressed = the user spoke during protected speech; false = a barge-in turned out to be noise
 # and the agent resumed.
 INTERRUPTION_KINDS = ("cut_in", "barge_in", "suppressed", "false")
@@ -82,7 +83,7 @@ PROVIDER_ERRORS = Counter(
 
 
 def init_labels(agent: str) -> None:
-    """Create every bounded series at zero so dashboards and rate() see them before the first event."""
+    """Create every bounded series at zero, so dashboards and rate() see them from the start."""
     for kind in INTERRUPTION_KINDS:
         INTERRUPTIONS.labels(agent=agent, kind=kind)
     for outcome in SESSION_OUTCOMES:

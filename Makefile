@@ -1,0 +1,27 @@
+# The two commands a newcomer needs: `docker compose up` runs the stack, `make test` runs the tests.
+PY := .venv/bin/python
+export PYTHONPATH := $(CURDIR)
+export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/.cache/tools/bin:$(PATH)
+
+.PHONY: setup test lint test-fast bench bench-quick config-table
+
+setup:  ## install pinned tools and the venv under .cache/ and .venv/ (idempotent)
+	bash scripts/setup.sh
+
+test: setup lint  ## everything CI runs: unit, component, deploy and end-to-end tests
+	$(PY) -m pytest -ra
+
+test-fast: setup  ## unit and deploy checks only
+	$(PY) -m pytest -ra tests/unit tests/deploy
+
+lint: setup
+	$(PY) -m ruff check .
+
+bench: setup  ## the full benchmark suite (minutes); prints a table, writes bench/results/
+	$(PY) -m bench
+
+bench-quick: setup
+	$(PY) -m bench --quick
+
+config-table:  ## regenerate the README's configuration table
+	@$(PY) scripts/config_table.py

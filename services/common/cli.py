@@ -1,0 +1,44 @@
+"""`python -m services.<agent> <command>`: validate the configuration, then hand over to the
+LiveKit CLI (start, dev, console, connect, download-files).
+
+Validation runs before livekit is even imported, so a bad deployment fails within a second with
+exit code 2 and one line naming the variable; the stock `start` would exit 0 without LIVEKIT_URL,
+which an orchestrator reads as success.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from . import config
+
+EXIT_CONFIG_ERROR = 2
+_LIVEKIT_LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR"}
+
+
+def _command(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def main(service: str, entrypoint: str) -> None:
+    """`entrypoint` is "module:function" of the job entrypoint, imported after validation."""
+    config.load_dotenv_file()
+    command = _command(sys.argv[1:])
+    try:
+        settings = config.load(service, command=command or "")
+    except config.ConfigError as e:
+        print(f"{service}: configuration error: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+
+    # the LiveKit CLI reads its log level from here; transcripts are only logged at DEBUG
+    os.environ.setdefault("LIVEKIT_LOG_LEVEL", _LIVEKIT_LOG_LEVELS[settings["LOG_LEVEL"]])
+
+    from livekit.agents import cli
+
+    from .worker import build_server
+
+    module_name, func_name = entrypoint.split(":")
+    job_entrypoint = getattr(importlib.import_module(module_name), func_name)
+    cli.run_app(build_server(settings, job_entrypoint))

@@ -1,0 +1,80 @@
+"""STT, LLM and TTS instances chosen by configuration.
+
+Secrets are passed explicitly from the validated settings, so the plugins never fall back to
+reading some other variable from the environment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from livekit.agents import inference, llm, stt, tts
+from livekit.plugins import deepgram, openai
+
+from .config import Settings
+
+DEFAULT_MODELS = {
+    ("stt", "deepgram"): "nova-3",
+    ("stt", "openai"): "gpt-4o-mini-transcribe",
+    ("stt", "inference"): "deepgram/nova-3-general",
+    ("llm", "openai"): "gpt-4.1-mini",
+    ("llm", "inference"): "openai/gpt-4.1-mini",
+    ("tts", "openai"): "gpt-4o-mini-tts",
+    ("tts", "inference"): "cartesia/sonic-3",
+}
+DEFAULT_VOICES = {"openai": "ash", "inference": "9626c31c-bec5-4cca-baa8-f8ba9e84c8bc"}
+
+
+def _model(settings: Settings, component: str) -> str:
+    provider = settings[f"{component.upper()}_PROVIDER"]
+    return settings[f"{component.upper()}_MODEL"] or DEFAULT_MODELS[(component, provider)]
+
+
+def _openai_kwargs(settings: Settings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"api_key": settings["OPENAI_API_KEY"]}
+    if settings["OPENAI_BASE_URL"]:
+        kwargs["base_url"] = settings["OPENAI_BASE_URL"]
+    return kwargs
+
+
+def build_stt(settings: Settings) -> stt.STT:
+    provider, model = settings["STT_PROVIDER"], _model(settings, "stt")
+    language = settings["STT_LANGUAGE"]
+    if provider == "deepgram":
+        kwargs: dict[str, Any] = {"api_key": settings["DEEPGRAM_API_KEY"]}
+        if settings["DEEPGRAM_BASE_URL"]:
+            kwargs["base_url"] = settings["DEEPGRAM_BASE_URL"]
+        # interim results are what lets the interrupter react mid-sentence
+        return deepgram.STT(model=model, language=language, interim_results=True,
+                            smart_format=True, punctuate=True, **kwargs)
+    if provider == "openai":
+        # the HTTP transcription endpoint works with any OpenAI-compatible server; the
+        # realtime websocket does not
+        return openai.STT(model=model, language=language, use_realtime=False,
+                          **_openai_kwargs(settings))
+    return inference.STT(model=model, language=language)
+
+
+def build_llm(settings: Settings) -> llm.LLM:
+    model = _model(settings, "llm")
+    if settings["LLM_PROVIDER"] == "openai":
+        return openai.LLM(model=model, timeout=_httpx_timeout(settings),
+                          **_openai_kwargs(settings))
+    return inference.LLM(model=model)
+
+
+def build_tts(settings: Settings) -> tts.TTS:
+    provider, model = settings["TTS_PROVIDER"], _model(settings, "tts")
+    voice = settings["TTS_VOICE"] or DEFAULT_VOICES[provider]
+    if provider == "openai":
+        # pcm streams with the smallest time to first byte
+        return openai.TTS(model=model, voice=voice, response_format="pcm",
+                          **_openai_kwargs(settings))
+    return inference.TTS(model=model, voice=voice)
+
+
+def _httpx_timeout(settings: Settings) -> Any:
+    import httpx
+
+    seconds = settings["PROVIDER_TIMEOUT_SECONDS"]
+    return httpx.Timeout(connect=min(seconds, 15.0), read=seconds, write=seconds, pool=seconds)

@@ -1,0 +1,54 @@
+"""The AgentSession both agents run: providers, VAD and turn-taking pinned from configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from livekit.agents import AgentSession, APIConnectOptions, vad
+from livekit.agents.voice.agent_session import SessionConnectOptions
+
+from . import providers
+from .config import Settings
+
+
+def connect_options(settings: Settings) -> SessionConnectOptions:
+    opts = APIConnectOptions(
+        max_retry=settings["PROVIDER_MAX_RETRIES"],
+        retry_interval=0.5,
+        timeout=settings["PROVIDER_TIMEOUT_SECONDS"],
+    )
+    return SessionConnectOptions(
+        stt_conn_options=opts, llm_conn_options=opts, tts_conn_options=opts
+    )
+
+
+def build_session(
+    settings: Settings,
+    vad_model: vad.VAD,
+    *,
+    discard_audio_if_uninterruptible: bool = True,
+    preemptive_generation: bool = True,
+    **overrides: Any,
+) -> AgentSession:
+    """A session with explicit turn detection and VAD-based interruption.
+
+    Both are pinned: left unset, the framework picks modes by what is available, and with LiveKit
+    Cloud credentials in dev mode it switches on cloud-only adaptive interruption.
+    """
+    return AgentSession(
+        stt=providers.build_stt(settings),
+        llm=providers.build_llm(settings),
+        tts=providers.build_tts(settings),
+        vad=vad_model,
+        turn_handling={
+            "turn_detection": settings["TURN_DETECTION"],
+            "endpointing": {"mode": "fixed", "min_delay": settings["MIN_ENDPOINTING_DELAY"]},
+            "interruption": {
+                "mode": "vad",
+                "discard_audio_if_uninterruptible": discard_audio_if_uninterruptible,
+            },
+            "preemptive_generation": {"enabled": preemptive_generation},
+        },
+        conn_options=connect_options(settings),
+        **overrides,
+    )

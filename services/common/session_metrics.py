@@ -1,0 +1,135 @@
+"""Turns AgentSession events into the Prometheus metrics of `metrics.py`.
+
+One `SessionMetrics` per session. It only observes: the agents report their own decisions
+(cut-ins) through `record_cut_in_started`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from livekit.agents import (
+    AgentFalseInterruptionEvent,
+    AgentSession,
+    AgentStateChangedEvent,
+    CloseEvent,
+    ErrorEvent,
+    MetricsCollectedEvent,
+    SpeechCreatedEvent,
+    UserStateChangedEvent,
+    llm,
+    stt,
+    tts,
+)
+from livekit.agents import (
+    metrics as lk_metrics,
+)
+from livekit.agents.voice import SpeechHandle
+
+from . import metrics
+
+
+class SessionMetrics:
+    def __init__(self, session: AgentSession, agent: str) -> None:
+        self._agent = agent
+        self._user_stopped_at: float | None = None
+        self._cut_in_started_at: float | None = None
+        self._current_speech: SpeechHandle | None = None
+        self._closed = False
+        metrics.init_labels(agent)
+        metrics.SESSIONS_ACTIVE.labels(agent=agent).inc()
+
+        session.on("user_state_changed", self._on_user_state)
+        session.on("agent_state_changed", self._on_agent_state)
+        session.on("speech_created", self._on_speech_created)
+        session.on("agent_false_interruption", self._on_false_interruption)
+        session.on("metrics_collected", self._on_metrics)
+        session.on("error", self._on_error)
+        session.on("close", self._on_close)
+
+    # -- reported by the agents ------------------------------------------------------------------
+
+    def record_cut_in_started(self, limit_reached_at: float) -> None:
+        """The interrupter decided to cut in; latency is measured to the agent's first audio."""
+        metrics.INTERRUPTIONS.labels(agent=self._agent, kind="cut_in").inc()
+        self._cut_in_started_at = limit_reached_at
+
+    # -- session events --------------------------------------------------------------------------
+
+    def _on_user_state(self, ev: UserStateChangedEvent) -> None:
+        if ev.new_state == "speaking":
+            self._user_stopped_at = None
+            speech = self._current_speech
+            if speech is not None and not speech.done() and not speech.allow_interruptions:
+                metrics.INTERRUPTIONS.labels(agent=self._agent, kind="suppressed").inc()
+        elif ev.old_state == "speaking":
+            self._user_stopped_at = ev.created_at
+
+    def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
+        if ev.new_state != "speaking":
+            return
+        if self._cut_in_started_at is not None:
+            metrics.CUT_IN_LATENCY.labels(agent=self._agent).observe(
+                max(0.0, ev.created_at - self._cut_in_started_at))
+            self._cut_in_started_at = None
+            self._user_stopped_at = None  # a cut-in is not a response to a finished turn
+        elif self._user_stopped_at is not None:
+            metrics.RESPONSE_LATENCY.labels(agent=self._agent).observe(
+                max(0.0, ev.created_at - self._user_stopped_at))
+            self._user_stopped_at = None
+
+    def _on_speech_created(self, ev: SpeechCreatedEvent) -> None:
+        self._current_speech = handle = ev.speech_handle
+
+        def done(h: SpeechHandle) -> None:
+            if h.interrupted:
+                metrics.INTERRUPTIONS.labels(agent=self._agent, kind="barge_in").inc()
+
+        handle.add_done_callback(done)
+
+    def _on_false_interruption(self, ev: AgentFalseInterruptionEvent) -> None:
+        if ev.resumed:
+            metrics.INTERRUPTIONS.labels(agent=self._agent, kind="false").inc()
+
+    def _on_metrics(self, ev: MetricsCollectedEvent) -> None:
+        m = ev.metrics
+        agent = self._agent
+        if isinstance(m, lk_metrics.EOUMetrics):
+            metrics.END_OF_UTTERANCE_DELAY.labels(agent=agent).observe(m.end_of_utterance_delay)
+            metrics.STT_DELAY.labels(agent=agent).observe(m.transcription_delay)
+        elif isinstance(m, lk_metrics.LLMMetrics) and m.ttft >= 0 and not m.cancelled:
+            metrics.LLM_TTFT.labels(agent=agent).observe(m.ttft)
+        elif isinstance(m, lk_metrics.TTSMetrics) and m.ttfb >= 0 and not m.cancelled:
+            metrics.TTS_TTFB.labels(agent=agent).observe(m.ttfb)
+
+    def _on_error(self, ev: ErrorEvent) -> None:
+        component = _component_of(ev.source)
+        if component is not None:
+            metrics.PROVIDER_ERRORS.labels(agent=self._agent, component=component).inc()
+
+    def _on_close(self, ev: CloseEvent) -> None:
+        self.close(failed=ev.error is not None)
+
+    def close(self, *, failed: bool = False) -> None:
+        """Idempotent: called by the close event and by the job's shutdown hook."""
+        if self._closed:
+            return
+        self._closed = True
+        metrics.SESSIONS_ACTIVE.labels(agent=self._agent).dec()
+        outcome = "failed" if failed else "completed"
+        metrics.SESSIONS.labels(agent=self._agent, outcome=outcome).inc()
+
+
+def _component_of(source: object) -> str | None:
+    if isinstance(source, stt.STT):
+        return "stt"
+    if isinstance(source, llm.LLM):
+        return "llm"
+    if isinstance(source, tts.TTS):
+        return "tts"
+    return None
+
+
+def now() -> float:
+    """Wall-clock time, the clock of the framework's event timestamps."""
+    return time.time()

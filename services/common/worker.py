@@ -1,0 +1,64 @@
+"""The AgentServer both services run: prewarmed Silero VAD, explicit agent name, health, metrics,
+drain and load settings from configuration."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from livekit.agents import AgentServer, JobContext, JobProcess
+from livekit.plugins import silero
+
+from . import config
+
+logger = logging.getLogger("voice_agents.worker")
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Runs once per job process, before it is offered a job: the VAD is ready when the call is."""
+    started = time.perf_counter()
+    proc.userdata["vad"] = silero.VAD.load()
+    logger.debug("silero VAD loaded", extra={"seconds": round(time.perf_counter() - started, 3)})
+
+
+def build_server(
+    settings: config.Settings, entrypoint: Callable[[JobContext], Awaitable[None]]
+) -> AgentServer:
+    server = AgentServer(
+        setup_fnc=prewarm,
+        host=settings["HTTP_BIND_ADDRESS"],
+        port=settings["HEALTH_PORT"],
+        prometheus_port=settings["METRICS_PORT"],
+        drain_timeout=settings["DRAIN_TIMEOUT_SECONDS"],
+        load_threshold=settings["LOAD_THRESHOLD"],
+        num_idle_processes=settings["NUM_IDLE_PROCESSES"],
+        # fail fast: the orchestrator restarts a worker that cannot reach LiveKit
+        max_retry=settings["LIVEKIT_MAX_RETRY"],
+    )
+    server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    server.on("worker_started", lambda: _mark_dead_job_processes(server))
+    return server
+
+
+def _mark_dead_job_processes(server: AgentServer) -> None:
+    """Drop the live-gauge files of job processes that exited, or their values linger in /metrics.
+
+    The framework does not do this itself; its process pool is private, hence the guard.
+    """
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    from prometheus_client import multiprocess
+
+    pool = getattr(server, "_proc_pool", None)
+    if pool is None:
+        logger.warning("cannot watch job processes: metrics of dead processes may linger")
+        return
+
+    def closed(proc: object) -> None:
+        pid = getattr(proc, "pid", None)
+        if pid:
+            multiprocess.mark_process_dead(pid)
+
+    pool.on("process_closed", closed)
