@@ -48,7 +48,7 @@ _INITIAL = 6  # single capital letter ("J. R. Smith"): like _PROPER, but not "I"
 _LIST = 7  # "1." opening a sentence: a list marker, not a sentence of its own
 
 _KINDS: dict[str, int] = {}
-for _kind, _words in (
+for _group_kind, _group in (
     (
         _PREFIX,
         "mr mrs ms mx dr prof rev hon gen col capt lt sgt maj cmdr adm gov sen rep pres fr "
@@ -58,26 +58,24 @@ for _kind, _words in (
     (_PROPER, "jr sr ave rd blvd u.s u.k u.n e.u"),
     (
         _CAPABLE,
-        "a.m p.m etc inc ltd co corp bros al ph.d "
-        "jan feb mar apr jun jul aug sep sept oct nov dec",
+        "a.m p.m etc inc ltd co corp bros al ph.d jan feb mar apr jun jul aug sep sept oct nov dec",
     ),
     (_NUMBERED, "no nos vol fig ch pp"),
 ):
-    for _word in _words.split():
-        _KINDS[_word] = _kind
+    _KINDS.update(dict.fromkeys(_group.split(), _group_kind))
+del _group_kind, _group
 
 # Words that commonly open a spoken sentence. After an ambiguous abbreviation ("U.S.", "Jr.",
 # an initial) a capitalised word alone is weak evidence (names follow them), these are strong.
-_STARTERS = frozenset(
-    """
+_STARTER_WORDS = """
     i i'm i've i'll i'd it it's he he's she she's we we're they they're you you're this that
     that's these those there there's here here's then the a an and but so or my our your their
     his her its what what's when where why how who which if in on at after before also anyway
     well now yes yeah no oh okay ok let let's is are was were do does did don't can can't could
     would should will actually because however meanwhile still maybe please thanks thank sorry
     one two three first second next finally last today tomorrow yesterday as for from with not
-    """.split()
-)
+"""
+_STARTERS = frozenset(_STARTER_WORDS.split())
 
 
 def _kind(token: str, alone: bool) -> int:
