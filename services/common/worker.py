@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from livekit.agents import AgentServer, JobContext, JobProcess
 from livekit.plugins import silero
 
-from . import config
+from . import config, metrics
 
 logger = logging.getLogger("voice_agents.worker")
 
@@ -38,8 +38,16 @@ def build_server(
         max_retry=settings["LIVEKIT_MAX_RETRY"],
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
-    server.on("worker_started", lambda: _mark_dead_job_processes(server))
+    server.on("worker_started", lambda: _on_worker_started(server, settings.service))
     return server
+
+
+def _on_worker_started(server: AgentServer, service: str) -> None:
+    # Only now: the framework empties PROMETHEUS_MULTIPROC_DIR when the worker starts, and series
+    # created before that would be written to deleted files. Created here, every voice_agent_*
+    # series exists from the first scrape, before any session.
+    metrics.init_labels(service)
+    _mark_dead_job_processes(server)
 
 
 def _mark_dead_job_processes(server: AgentServer) -> None:
