@@ -74,7 +74,7 @@ def build_tts(settings: Settings) -> tts.TTS:
 
 
 def _httpx_timeout(settings: Settings) -> Any:
-    import httpx
+    import httpx2 as httpx  # the openai plugin (and its SDK) use httpx2, not httpx
 
     seconds = settings["PROVIDER_TIMEOUT_SECONDS"]
     return httpx.Timeout(connect=min(seconds, 15.0), read=seconds, write=seconds, pool=seconds)
