@@ -13,6 +13,8 @@ case "$service" in
 esac
 : "${PROMETHEUS_MULTIPROC_DIR:=${TMPDIR:-/tmp}/voice-agent-metrics/$service}"
 export PROMETHEUS_MULTIPROC_DIR
+# onnxruntime (Silero) would otherwise write a device id under $HOME and try to upload telemetry
+export ORT_DISABLE_TELEMETRY="${ORT_DISABLE_TELEMETRY:-1}"
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 find "$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -maxdepth 1 -name '*.db' -delete
 cd "$(dirname "$0")/.."

@@ -1,0 +1,123 @@
+{{/*
+Names and labels. Every resource carries the standard app.kubernetes.io labels; resources of one
+agent add app.kubernetes.io/component=<agent>. Helpers that concern one agent take a dict:
+(dict "root" $ "name" <agent name> "agent" <the agent's values>).
+*/}}
+
+{{- define "voice-agents.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* release-chart, or the release name alone when it already contains the chart name */}}
+{{- define "voice-agents.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "voice-agents.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Name of one agent's resources: <fullname>-<agent> */}}
+{{- define "voice-agents.agentFullname" -}}
+{{- printf "%s-%s" (include "voice-agents.fullname" .root | trunc 45 | trimSuffix "-") .name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "voice-agents.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "voice-agents.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "voice-agents.labels" -}}
+helm.sh/chart: {{ include "voice-agents.chart" . }}
+{{ include "voice-agents.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: voice-agents
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "voice-agents.agentSelectorLabels" -}}
+{{ include "voice-agents.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .name }}
+{{- end }}
+
+{{- define "voice-agents.agentLabels" -}}
+{{ include "voice-agents.labels" .root }}
+app.kubernetes.io/component: {{ .name }}
+{{- end }}
+
+{{- define "voice-agents.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "voice-agents.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret the agents read their keys from: the existing one, or the chart's own. */}}
+{{- define "voice-agents.secretName" -}}
+{{- default (include "voice-agents.fullname" .) .Values.secret.existingSecret }}
+{{- end }}
+
+{{/* True (non-empty) when the chart creates the Secret: no existingSecret, values given. */}}
+{{- define "voice-agents.createSecret" -}}
+{{- if and (not .Values.secret.existingSecret) (include "voice-agents.secretValues" . | fromYaml) }}true{{ end }}
+{{- end }}
+
+{{/* The non-empty secret.values, as YAML */}}
+{{- define "voice-agents.secretValues" -}}
+{{- range $k, $v := .Values.secret.values }}
+{{- if $v }}
+{{ $k }}: {{ $v | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* registry/repository:tag@digest; the tag defaults to the chart's appVersion */}}
+{{- define "voice-agents.image" -}}
+{{- $image := .agent.image }}
+{{- $ref := $image.repository }}
+{{- with .root.Values.imageRegistry }}{{ $ref = printf "%s/%s" . $ref }}{{ end }}
+{{- $ref = printf "%s:%s" $ref (default .root.Chart.AppVersion $image.tag | toString) }}
+{{- with $image.digest }}{{ $ref = printf "%s@%s" $ref . }}{{ end }}
+{{- $ref }}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: LiveKit drains running calls for drainTimeoutSeconds after SIGTERM,
+so the kubelet must wait longer than that before SIGKILL. Unset: drain + 60 s, at least 600 s
+(LiveKit's guidance). Set explicitly: it must exceed the drain timeout.
+*/}}
+{{- define "voice-agents.terminationGracePeriodSeconds" -}}
+{{- $drain := int .agent.drainTimeoutSeconds }}
+{{- if kindIs "invalid" .agent.terminationGracePeriodSeconds }}
+{{- max 600 (add $drain 60) }}
+{{- else }}
+{{- $grace := int .agent.terminationGracePeriodSeconds }}
+{{- if le $grace $drain }}
+{{- fail (printf "agents.%s.terminationGracePeriodSeconds (%d) must be greater than agents.%s.drainTimeoutSeconds (%d): the kubelet kills the pod when the grace period ends, cutting calls that are still draining. Leave it unset to use drain + 60." .name $grace .name $drain) }}
+{{- end }}
+{{- $grace }}
+{{- end }}
+{{- end }}
+
+{{/* Monitoring objects need the Prometheus Operator's CRDs in the cluster. */}}
+{{- define "voice-agents.hasPrometheusOperator" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}true{{ end }}
+{{- end }}
+
+{{/* Dashboard file name -> a DNS-1123 name part */}}
+{{- define "voice-agents.dashboardSlug" -}}
+{{- base . | trimSuffix ".json" | lower | regexReplaceAll "[^a-z0-9-]+" "-" | trimAll "-" }}
+{{- end }}

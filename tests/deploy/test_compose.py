@@ -1,0 +1,360 @@
+"""docker-compose.yml, .env.example and deploy/livekit/livekit.yaml: valid against the compose
+specification, and in agreement with the code (config.VARIABLES, the ports) and with each other.
+The livekit.yaml is also started with the real livekit-server."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dotenv import dotenv_values
+
+from services.common import config
+from tests.deploy.conftest import (
+    ROOT,
+    SERVICES,
+    exec_form,
+    parse_dockerfile,
+    run,
+)
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+LIVEKIT_YAML = ROOT / "deploy" / "livekit" / "livekit.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+BY_NAME = {v.name: v for v in config.VARIABLES}
+OTHER_TEAM = "(written with the Prometheus/Grafana issue)"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def livekit_conf() -> dict[str, Any]:
+    return yaml.safe_load(LIVEKIT_YAML.read_text())
+
+
+def default(name: str) -> str:
+    value = BY_NAME[name].default
+    assert value is not None
+    return value
+
+
+def livekit_prometheus_port(conf: dict[str, Any]) -> int:
+    return int((conf.get("prometheus") or {}).get("port") or conf["prometheus_port"])
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR-default}."""
+    def sub(m: re.Match[str]) -> str:
+        name, op, fallback = m.group(1), m.group(2), m.group(3) or ""
+        if op == ":-":
+            return env.get(name) or fallback
+        if op == "-":
+            return env.get(name, fallback)
+        return env.get(name, "")
+
+    return re.sub(r"\$\{(\w+)(:-|-)?([^}]*)\}", sub, value)
+
+
+# --- the compose specification -----------------------------------------------------------------
+
+def test_compose_file_matches_the_compose_spec(check_jsonschema: Path) -> None:
+    result = run([check_jsonschema, "--builtin-schema", "vendor.compose-spec", COMPOSE_FILE])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_spec_validation_is_not_vacuous(check_jsonschema: Path, tmp_path: Path) -> None:
+    broken = yaml.safe_load(COMPOSE_FILE.read_text())
+    broken["services"]["interrupter"]["stop_grace_period"] = ["660s"]
+    broken["services"]["livekit"]["healthcheck"]["retries"] = "many"
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(broken))
+    result = run([check_jsonschema, "--builtin-schema", "vendor.compose-spec", path])
+    assert result.returncode == 1 and "stop_grace_period" in result.stdout + result.stderr
+
+
+# --- .env.example and config.VARIABLES --------------------------------------------------------
+
+def test_env_example_lists_exactly_config_variables() -> None:
+    names = re.findall(r"^([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
+    assert len(names) == len(set(names)), "a variable is listed twice"
+    assert names == [v.name for v in config.VARIABLES], (
+        "list every variable of config.VARIABLES, in its order: missing "
+        f"{sorted(set(BY_NAME) - set(names))}, unknown {sorted(set(names) - set(BY_NAME))}")
+
+
+def test_env_example_values_are_the_defaults_and_secrets_are_empty() -> None:
+    values = dotenv_values(ENV_EXAMPLE)
+    for var in config.VARIABLES:
+        value = values[var.name]
+        if var.secret:
+            assert value == "", f"{var.name} is a secret: leave it empty in .env.example"
+        elif var.default is not None:
+            assert value == var.default, f"{var.name}: {value!r} is not the default {var.default!r}"
+        else:
+            var.parse(value or "")  # a valid example for a required variable
+
+
+def test_env_example_documents_every_variable() -> None:
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"[A-Z][A-Z0-9_]*=", line):
+            comment = []
+            j = i - 1
+            while j >= 0 and lines[j].startswith("# "):
+                comment.insert(0, lines[j][2:])
+                j -= 1
+            name = line.split("=", 1)[0]
+            words = BY_NAME[name].help.split()[:4]
+            assert " ".join(words) in " ".join(comment), f"{name}: put its help above it"
+
+
+def resolved_agent_env(compose: dict[str, Any], service: str) -> dict[str, str]:
+    """What the agent's container gets from `cp .env.example .env`: env_file, then environment
+    (interpolated from the same .env, as compose does)."""
+    spec = compose["services"][service]
+    dotenv = {k: v or "" for k, v in dotenv_values(ENV_EXAMPLE).items()}
+    assert spec["env_file"] == [".env"], f"{service} must read .env"
+    env = dict(dotenv)
+    for key, value in (spec.get("environment") or {}).items():
+        env[key] = interpolate(str(value), dotenv)
+    return env
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_agent_gets_every_variable_config_requires(compose: dict[str, Any], service: str) -> None:
+    env = resolved_agent_env(compose, service)
+    unknown = set(compose["services"][service].get("environment") or {}) - set(BY_NAME)
+    assert not unknown, f"{service}: environment sets variables config does not know: {unknown}"
+    # with the provider keys filled in (the one thing .env must add), the configuration loads
+    keys = {"OPENAI_API_KEY": "sk-placeholder", "DEEPGRAM_API_KEY": "dg-placeholder"}
+    settings = config.load(service, {**env, **keys}, command="start")
+    assert settings["LIVEKIT_URL"] == "ws://livekit:7880"
+    # ...and without them, it fails on a provider key, never on anything compose should pass
+    with pytest.raises(config.ConfigError, match=r"^(OPENAI|DEEPGRAM)_API_KEY: required"):
+        config.load(service, env, command="start")
+
+
+def test_livekit_keys_match_the_agents(compose: dict[str, Any]) -> None:
+    dotenv = {k: v or "" for k, v in dotenv_values(ENV_EXAMPLE).items()}
+    keys = interpolate(compose["services"]["livekit"]["environment"]["LIVEKIT_KEYS"], dotenv)
+    key, secret = keys.split(": ")
+    for service in SERVICES:
+        env = resolved_agent_env(compose, service)
+        assert (env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"]) == (key, secret)
+    # and when .env sets them, both sides follow
+    custom = {**dotenv, "LIVEKIT_API_KEY": "k1", "LIVEKIT_API_SECRET": "s" * 32}
+    assert interpolate(compose["services"]["livekit"]["environment"]["LIVEKIT_KEYS"],
+                       custom) == f"k1: {'s' * 32}"
+
+
+# --- services, images, ports -------------------------------------------------------------------
+
+def test_agents_built_from_the_one_dockerfile(compose: dict[str, Any]) -> None:
+    targets = {s.name for s in parse_dockerfile()}
+    for service in SERVICES:
+        build = compose["services"][service]["build"]
+        assert build == {"context": ".", "dockerfile": "Dockerfile", "target": service}
+        assert service in targets
+
+
+def test_livekit_server_pinned_to_the_tested_release(compose: dict[str, Any]) -> None:
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    tested = re.search(r"^LIVEKIT_SERVER_VERSION=(v[\d.]+)", setup, re.MULTILINE).group(1)
+    assert compose["services"]["livekit"]["image"] == f"livekit/livekit-server:{tested}"
+    for service in ("prometheus", "grafana"):
+        image = compose["services"][service]["image"]
+        assert re.search(r":v?\d+\.\d+\.\d+$", image), f"{service}: pin a release ({image})"
+
+
+def test_livekit_in_dev_mode_from_deploy_livekit(compose: dict[str, Any], livekit_conf) -> None:
+    livekit = compose["services"]["livekit"]
+    assert livekit_conf["development"] is True
+    assert "keys" not in livekit_conf and "key_file" not in livekit_conf, (
+        "keys come from LIVEKIT_KEYS, shared with the agents")
+    assert "./deploy/livekit/livekit.yaml:/etc/livekit/livekit.yaml:ro" in livekit["volumes"]
+    assert livekit["command"] == ["--config", "/etc/livekit/livekit.yaml"]
+    assert "0.0.0.0" in livekit_conf["bind_addresses"]
+
+
+def test_ports_agree_with_livekit_yaml_and_config(compose: dict[str, Any], livekit_conf) -> None:
+    rtc = livekit_conf["rtc"]
+    published = set(compose["services"]["livekit"]["ports"])
+    assert published == {
+        f"{livekit_conf['port']}:{livekit_conf['port']}",
+        f"{rtc['tcp_port']}:{rtc['tcp_port']}",
+        f"{rtc['udp_port']}:{rtc['udp_port']}/udp",
+        f"{livekit_prometheus_port(livekit_conf)}:{livekit_prometheus_port(livekit_conf)}",
+    }
+    assert (livekit_conf["port"], rtc["tcp_port"], rtc["udp_port"]) == (7880, 7881, 7882)
+    health_url = compose["services"]["livekit"]["healthcheck"]["test"][-1]
+    assert health_url == f"http://127.0.0.1:{livekit_conf['port']}/"
+    for service in SERVICES:
+        spec = compose["services"][service]
+        assert spec["environment"]["LIVEKIT_URL"] == f"ws://livekit:{livekit_conf['port']}"
+        assert spec["expose"] == [default("HEALTH_PORT"), default("METRICS_PORT")]
+
+
+def test_agent_healthcheck_is_the_images(compose: dict[str, Any]) -> None:
+    base = next(s for s in parse_dockerfile() if s.name == "base")
+    (check,) = base.all("HEALTHCHECK")
+    image_cmd = exec_form(check.value)
+    options = dict(o.lstrip("-").split("=") for o in shlex.split(check.value.split(" CMD ")[0]))
+    for service in SERVICES:
+        health = compose["services"][service]["healthcheck"]
+        assert health["test"] == ["CMD", *image_cmd]
+        assert (health["interval"], health["timeout"], health["start_period"],
+                str(health["retries"])) == (options["interval"], options["timeout"],
+                                            options["start-period"], options["retries"])
+
+
+def _seconds(duration: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smh])", duration))
+
+
+def test_shutdown_outlasts_the_drain_and_services_restart(compose: dict[str, Any]) -> None:
+    drain = int(default("DRAIN_TIMEOUT_SECONDS"))
+    for service in SERVICES:
+        spec = compose["services"][service]
+        assert _seconds(spec["stop_grace_period"]) > drain
+        assert spec.get("stop_signal", "SIGTERM") == "SIGTERM"
+    for name, spec in compose["services"].items():
+        assert spec.get("restart") in ("unless-stopped", "always", "on-failure"), name
+
+
+def test_depends_on_waits_for_health(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for service in SERVICES:
+        assert services[service]["depends_on"] == {"livekit": {"condition": "service_healthy"}}
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    for name, spec in services.items():
+        for dep, cond in (spec.get("depends_on") or {}).items():
+            if cond["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], f"{name} waits on {dep}, which has none"
+
+
+def test_agents_hardened_like_the_chart(compose: dict[str, Any]) -> None:
+    base = next(s for s in parse_dockerfile() if s.name == "base")
+    env = dict(kv.split("=", 1) for ins in base.all("ENV") for kv in shlex.split(ins.value))
+    for service in SERVICES:
+        spec = compose["services"][service]
+        assert spec["read_only"] is True and spec["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in spec["security_opt"]
+        assert "/tmp" in spec["tmpfs"]
+        assert any(env["PROMETHEUS_MULTIPROC_DIR"].startswith(t + "/") for t in spec["tmpfs"]), (
+            "PROMETHEUS_MULTIPROC_DIR must be on a writable tmpfs")
+
+
+def test_named_volumes_and_bind_mounts_exist(compose: dict[str, Any]) -> None:
+    declared = set(compose["volumes"])
+    used = set()
+    for spec in compose["services"].values():
+        for volume in spec.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{source} does not exist {OTHER_TEAM}"
+            else:
+                used.add(source)
+    assert used == declared and {"prometheus-data", "grafana-data"} <= declared
+
+
+# --- Prometheus and Grafana provisioning (files of deploy/prometheus and deploy/grafana) --------
+
+def _mount(compose: dict[str, Any], service: str, source: str) -> str:
+    for volume in compose["services"][service]["volumes"]:
+        parts = volume.split(":")
+        if parts[0] == source:
+            return parts[1]
+    raise AssertionError(f"{service} does not mount {source}")
+
+
+def test_prometheus_scrapes_the_services_and_loads_the_rules(compose, livekit_conf) -> None:
+    prom_yml = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    assert prom_yml.is_file(), f"deploy/prometheus/prometheus.yml is missing {OTHER_TEAM}"
+    mounted_at = _mount(compose, "prometheus", "./deploy/prometheus")
+    command = compose["services"]["prometheus"]["command"]
+    assert f"--config.file={mounted_at}/prometheus.yml" in command
+    prom = yaml.safe_load(prom_yml.read_text())
+    rule_files = [f for pattern in prom["rule_files"]
+                  for f in (prom_yml.parent).glob(pattern.removeprefix(mounted_at + "/"))]
+    assert rule_files, f"prometheus.yml loads no rule file of deploy/prometheus/rules {OTHER_TEAM}"
+    targets = {t for job in prom["scrape_configs"] for sc in job.get("static_configs", [])
+               for t in sc["targets"]}
+    metrics_port = default("METRICS_PORT")
+    for service in SERVICES:
+        assert f"{service}:{metrics_port}" in targets
+    assert f"livekit:{livekit_prometheus_port(livekit_conf)}" in targets
+
+
+def test_grafana_is_provisioned_with_datasource_and_dashboards(compose: dict[str, Any]) -> None:
+    grafana = ROOT / "deploy" / "grafana"
+    provisioning = _mount(compose, "grafana", "./deploy/grafana/provisioning")
+    assert provisioning == "/etc/grafana/provisioning"
+    dashboards_at = _mount(compose, "grafana", "./deploy/grafana/dashboards")
+    datasources = [yaml.safe_load(p.read_text())
+                   for p in (grafana / "provisioning" / "datasources").glob("*.yml")]
+    urls = {d.get("url") for f in datasources for d in f.get("datasources", [])
+            if d.get("type") == "prometheus"}
+    assert urls == {"http://prometheus:9090"}, f"Prometheus datasource {OTHER_TEAM}: {urls}"
+    providers = [p for f in (grafana / "provisioning" / "dashboards").glob("*.yml")
+                 for p in yaml.safe_load(f.read_text()).get("providers", [])]
+    assert providers and all(p["options"]["path"] == dashboards_at for p in providers), (
+        f"dashboard providers must read {dashboards_at} {OTHER_TEAM}")
+    assert list((grafana / "dashboards").glob("*.json")), f"no dashboards {OTHER_TEAM}"
+
+
+# --- livekit.yaml on the real server -----------------------------------------------------------
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_livekit_yaml_starts_livekit_server(livekit_server: Path, livekit_conf, tmp_path) -> None:
+    """Our livekit.yaml, on free loopback ports (strict parsing rejects unknown keys)."""
+    conf = yaml.safe_load(LIVEKIT_YAML.read_text())
+    http_port, prom_port = _free_port(), _free_port()
+    conf.update(port=http_port, bind_addresses=["127.0.0.1"])
+    conf["rtc"].update(tcp_port=_free_port(), udp_port=_free_port(socket.SOCK_DGRAM))
+    if "prometheus" in conf:
+        conf["prometheus"]["port"] = prom_port
+    else:
+        conf["prometheus_port"] = prom_port
+    path = tmp_path / "livekit.yaml"
+    path.write_text(yaml.safe_dump(conf))
+    log = (tmp_path / "livekit.log").open("w")
+    proc = subprocess.Popen([str(livekit_server), "--config", str(path)], stdout=log, stderr=log,
+                            env={"LIVEKIT_KEYS": "devkey: secret", "PATH": "/usr/bin:/bin"})
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/", timeout=2) as r:
+                    assert r.status == 200
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "livekit.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "livekit-server did not answer on /"
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/metrics", timeout=5) as r:
+            assert b"livekit_" in r.read()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
