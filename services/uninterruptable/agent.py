@@ -7,9 +7,17 @@ as `suppressed`) or kept and answered once the agent has finished.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
-from livekit.agents import Agent, JobContext
+from livekit.agents import (
+    Agent,
+    AgentStateChangedEvent,
+    ConversationItemAddedEvent,
+    JobContext,
+    UserInputTranscribedEvent,
+    llm,
+)
 
 from services.common import config
 from services.common.session import build_session
@@ -22,6 +30,9 @@ INSTRUCTIONS = (
     "You are a helpful assistant communicating through voice. You cannot be interrupted, so "
     "keep each answer to a few spoken sentences."
 )
+# After protected speech ends, how long a user turn that ended during it may still be picked up
+# by the framework itself (its end-of-turn decision lags the user's silence) before we answer it.
+SETTLE_SECONDS = 1.0
 
 
 class UninterruptableAgent(Agent):
@@ -31,9 +42,52 @@ class UninterruptableAgent(Agent):
             allow_interruptions=False,
         )
         self._greeting = settings["GREETING_INSTRUCTIONS"]
+        self._keep = settings["PROTECTED_SPEECH_USER_AUDIO"] == "keep"
+        self._settle = settings["MIN_ENDPOINTING_DELAY"] + SETTLE_SECONDS
+        # finals the framework has not (yet) put into the history as a user turn
+        self._unanswered: list[str] = []
+        self._answer_later: asyncio.Task[None] | None = None
 
     async def on_enter(self) -> None:
+        if self._keep:
+            self.session.on("user_input_transcribed", self._on_transcript)
+            self.session.on("conversation_item_added", self._on_item)
+            self.session.on("agent_state_changed", self._on_agent_state)
         self.session.generate_reply(user_input=self._greeting)
+
+    async def on_exit(self) -> None:
+        if self._keep:
+            self.session.off("user_input_transcribed", self._on_transcript)
+            self.session.off("conversation_item_added", self._on_item)
+            self.session.off("agent_state_changed", self._on_agent_state)
+
+    # `keep` mode: the framework drops a user turn that ends while speech cannot be interrupted
+    # ("skipping reply to user input"), without even adding it to the history. We hold on to
+    # its finals and answer them once the protected speech is over.
+
+    def _on_transcript(self, ev: UserInputTranscribedEvent) -> None:
+        if ev.is_final and ev.transcript.strip():
+            self._unanswered.append(ev.transcript.strip())
+
+    def _on_item(self, ev: ConversationItemAddedEvent) -> None:
+        if isinstance(ev.item, llm.ChatMessage) and ev.item.role == "user":
+            self._unanswered.clear()  # the framework (or we) took the turn
+
+    def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
+        pending = self._answer_later is not None and not self._answer_later.done()
+        if ev.old_state == "speaking" and self._unanswered and not pending:
+            self._answer_later = asyncio.create_task(self._answer_after_settling())
+
+    async def _answer_after_settling(self) -> None:
+        await asyncio.sleep(self._settle)
+        session = self.session
+        if (not self._unanswered or session.user_state == "speaking"
+                or session.agent_state in ("thinking", "speaking")):
+            return  # nothing left, or a turn in progress will carry these words
+        text = " ".join(self._unanswered)
+        self._unanswered.clear()
+        logger.debug("answering speech heard during protected speech", extra={"text": text})
+        session.generate_reply(user_input=text)
 
 
 async def entrypoint(ctx: JobContext) -> None:

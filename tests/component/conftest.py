@@ -1,0 +1,25 @@
+"""Component tests: in-process sessions (see tests/support/inproc.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from livekit.plugins import silero
+
+from tests.support.inproc import Harness, SessionFactory, metric
+
+__all__ = ["Harness", "metric"]
+
+
+@pytest.fixture(scope="session")
+def vad() -> silero.VAD:
+    return silero.VAD.load()
+
+
+@pytest.fixture
+async def start_session(vad: silero.VAD) -> AsyncIterator[Callable[..., Any]]:
+    """`await start_session(service, make_agent, script=[...], replies=[...], **env)` -> Harness."""
+    async with SessionFactory(vad) as start:
+        yield start

@@ -1,0 +1,137 @@
+"""In-process sessions: a real AgentSession with the real Silero VAD, the real deepgram and openai
+plugins pointed at local fakes, speech from espeak-ng played in real time, and a speaker that
+records when the agent was heard. Used by the component tests and the benchmarks.
+
+    async with SessionFactory(vad) as start:
+        h = await start("interrupter", make_agent, script=[utt], replies=["..."], **env)
+        start_t, end_t = await h.speak(utt)
+        await h.wait_quiet(2.0)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from livekit.agents import Agent, AgentSession, llm, utils, vad
+from prometheus_client import REGISTRY
+
+from services.common import config
+from services.common.session import build_session
+from services.common.session_metrics import SessionMetrics
+from tests.fakes.deepgram_server import DeepgramConfig, FakeDeepgram
+from tests.fakes.openai_server import FakeOpenAI
+from tests.support.session_io import PlayoutRecorder, SpeechInput
+from tests.support.speech import Utterance
+
+MakeAgent = Callable[[config.Settings, SessionMetrics], Agent]
+
+
+@dataclass
+class Harness:
+    session: AgentSession
+    agent: Agent
+    mic: SpeechInput
+    speaker: PlayoutRecorder
+    oai: FakeOpenAI
+    dg: FakeDeepgram
+    settings: config.Settings
+    events: list[tuple[float, str, Any]] = field(default_factory=list)
+
+    async def speak(self, utt: Utterance) -> tuple[float, float]:
+        """Play an utterance into the microphone; returns its wall-clock (start, end)."""
+        end = await self.mic.say(utt.pcm)
+        return self.mic.speech_started_at[-1], end
+
+    async def wait_quiet(self, seconds: float, timeout: float = 30.0) -> None:
+        """Wait until the agent has been silent, and not about to speak, for `seconds`."""
+        deadline = time.monotonic() + timeout
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            busy = self.speaker.speaking or self.session.agent_state in ("thinking", "speaking")
+            if busy:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= seconds:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("agent never went quiet")
+
+    async def wait_for(self, pred: Callable[[], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met in time")
+            await asyncio.sleep(0.05)
+
+    def chat_messages(self, role: str) -> list[str]:
+        return [m.text_content or "" for m in self.agent.chat_ctx.items
+                if isinstance(m, llm.ChatMessage) and m.role == role]
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+
+class SessionFactory:
+    """Starts sessions against fresh fakes; closes everything on exit."""
+
+    def __init__(self, vad_model: vad.VAD, *, metrics: bool = True) -> None:
+        self._vad = vad_model
+        self._metrics = metrics
+        self._started: list[Harness] = []
+        self._servers: list[Any] = []
+        # the plugins share one aiohttp session per job; outside a worker we provide it
+        self._http = utils.http_context.open()
+
+    async def __aenter__(self) -> Callable[..., Any]:
+        await self._http.__aenter__()
+        return self.start
+
+    async def __aexit__(self, *exc: object) -> None:
+        for h in self._started:
+            h.mic.close()
+            await h.session.aclose()
+        for server in self._servers:
+            await server.__aexit__(None, None, None)
+        await self._http.__aexit__(None, None, None)
+
+    async def start(self, service: str, make_agent: MakeAgent, *, script: list[Utterance],
+                    replies: list[str] | None = None,
+                    session_factory: Callable[..., AgentSession] | None = None,
+                    **env: str) -> Harness:
+        """`script`: what the fake Deepgram transcribes for the user's speech; `replies`: the
+        fake LLM's first answers, in order (later ones echo the user). `session_factory` replaces
+        build_session (benchmarks compare against a bare AgentSession)."""
+        oai = FakeOpenAI()
+        # "align" places each speech burst in the script by its sound, so a new STT connection
+        # (the framework opens one when the user turn is cleared) picks up mid-utterance
+        dg = FakeDeepgram(config=DeepgramConfig(match="align"))
+        for server in (oai, dg):
+            await server.__aenter__()
+            self._servers.append(server)
+        dg.script(script)
+        oai.replies.extend(replies or [])
+        settings = config.load(service, {
+            "LIVEKIT_URL": "ws://127.0.0.1:1", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s",
+            "OPENAI_API_KEY": "sk-fake", "OPENAI_BASE_URL": oai.base_url,
+            "DEEPGRAM_API_KEY": "dg-fake", "DEEPGRAM_BASE_URL": dg.base_url, **env,
+        })
+        discard = settings.values.get("PROTECTED_SPEECH_USER_AUDIO", "discard") == "discard"
+        build = session_factory or build_session
+        session = build(settings, self._vad, discard_audio_if_uninterruptible=discard,
+                        preemptive_generation=service != "interrupter")
+        session_metrics = SessionMetrics(session, service) if self._metrics else None
+        mic, speaker = SpeechInput(), PlayoutRecorder()
+        session.input.audio = mic
+        session.output.audio = speaker
+        agent = make_agent(settings, session_metrics)
+        h = Harness(session, agent, mic, speaker, oai, dg, settings)
+        for name in ("user_state_changed", "agent_state_changed", "user_input_transcribed"):
+            session.on(name, lambda ev, n=name: h.events.append((time.time(), n, ev)))
+        await session.start(agent)
+        self._started.append(h)
+        return h
