@@ -126,9 +126,9 @@ class PlayoutRecorder(io.AudioOutput):
         self._finish(interrupted=True)
 
     def pause(self) -> None:
+        if self._segment is not None and self._resumed.is_set():
+            self._segment.pauses += 1  # the framework may call pause() again while paused
         self._resumed.clear()
-        if self._segment is not None:
-            self._segment.pauses += 1
 
     def resume(self) -> None:
         self._resumed.set()
