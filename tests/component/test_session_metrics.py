@@ -26,7 +26,8 @@ def hist_count(name: str) -> float:
 
 
 async def test_barge_in_and_latencies(start_session) -> None:
-    question, barge = synthesize(["Can you explain the plan?"]), synthesize(["Wait, I have a different question about the budget."])
+    question = synthesize(["Can you explain the plan?"])
+    barge = synthesize(["Wait, I have a different question about the budget."])
     before = {n: hist_count(n) for n in ("response_latency_seconds", "llm_ttft_seconds",
                                          "tts_ttfb_seconds", "end_of_utterance_delay_seconds",
                                          "stt_delay_seconds")}
