@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from livekit.agents import AgentSession, APIConnectOptions, vad
+from livekit.agents import Agent, AgentSession, APIConnectOptions, JobContext, vad
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from . import providers
 from .config import Settings
+from .session_metrics import SessionMetrics
 
 
 def connect_options(settings: Settings) -> SessionConnectOptions:
@@ -52,3 +53,17 @@ def build_session(
         conn_options=connect_options(settings),
         **overrides,
     )
+
+
+async def run_in_room(ctx: JobContext, session: AgentSession, agent: Agent,
+                      session_metrics: SessionMetrics) -> None:
+    """Start the session in the job's room; the job ends when the session does."""
+    # Without this a job outlives its call (the caller hung up, the session closed) until the
+    # server closes the room, and a draining worker waits for nothing.
+    session.on("close", lambda _ev: ctx.shutdown(reason="session closed"))
+
+    async def closed() -> None:
+        session_metrics.close()
+
+    ctx.add_shutdown_callback(closed)
+    await session.start(agent=agent, room=ctx.room)

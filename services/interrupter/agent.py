@@ -3,8 +3,10 @@ user has talked for too long.
 
 When the budget trips (on an interim, mid-sentence if need be) the agent says a short preface and
 then an LLM reply that acknowledges what it heard; neither can be interrupted, so both play while
-the user is still talking. Everything the user said stays in the conversation history, and the
-words that overran the cut-in are kept but not answered a second time.
+the user is still talking. What was heard goes into the conversation history as the user's
+message. While the cut-in plays the STT hears silence (the framework's default for protected
+speech), so words said over it are not transcribed; what the user says after it, until they stop,
+is kept in the history but not answered a second time.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from livekit.agents import (
 )
 
 from services.common import config
-from services.common.session import build_session
+from services.common.session import build_session, run_in_room
 from services.common.session_metrics import SessionMetrics
 
 from .policy import SentenceBudget
@@ -136,9 +138,4 @@ async def entrypoint(ctx: JobContext) -> None:
     settings = config.load(SERVICE)
     session = build_session(settings, ctx.proc.userdata["vad"], preemptive_generation=False)
     session_metrics = SessionMetrics(session, SERVICE)
-    ctx.add_shutdown_callback(lambda: _close(session_metrics))
-    await session.start(agent=InterrupterAgent(settings, session_metrics), room=ctx.room)
-
-
-async def _close(session_metrics: SessionMetrics) -> None:
-    session_metrics.close()
+    await run_in_room(ctx, session, InterrupterAgent(settings, session_metrics), session_metrics)

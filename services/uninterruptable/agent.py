@@ -20,7 +20,7 @@ from livekit.agents import (
 )
 
 from services.common import config
-from services.common.session import build_session
+from services.common.session import build_session, run_in_room
 from services.common.session_metrics import SessionMetrics
 
 SERVICE = "uninterruptable"
@@ -98,9 +98,4 @@ async def entrypoint(ctx: JobContext) -> None:
         discard_audio_if_uninterruptible=settings["PROTECTED_SPEECH_USER_AUDIO"] == "discard",
     )
     session_metrics = SessionMetrics(session, SERVICE)
-    ctx.add_shutdown_callback(lambda: _close(session_metrics))
-    await session.start(agent=UninterruptableAgent(settings), room=ctx.room)
-
-
-async def _close(session_metrics: SessionMetrics) -> None:
-    session_metrics.close()
+    await run_in_room(ctx, session, UninterruptableAgent(settings), session_metrics)

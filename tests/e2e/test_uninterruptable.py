@@ -1,0 +1,112 @@
+"""uninterruptable on a real livekit-server: it finishes what it says although the user talks
+over it, and the turns after that still work (livekit/agents #4316, #4443, #2368)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from .harness import Fakes, LiveKitServer, Participant, Segment, Spoken, Worker, report, speech
+
+# Scripted as the LLM's first answer (the greeting): long enough to talk over.
+GREETING = (
+    "Here is a long and boring story about paper clips. They were invented a long time ago. "
+    "Many people improved them over the years. Now they are found in every office."
+)
+TALK_OVER = ["Wait, stop, I have a question.", "Can you please stop talking now?"]
+QUESTION_1 = ["What is the weather like today?"]
+QUESTION_2 = ["And what should I wear tomorrow?"]
+SUPPRESSED = {"agent": "uninterruptable", "kind": "suppressed"}
+
+
+def tts_seconds(fakes: Fakes, since: float) -> tuple[float, list[str]]:
+    """Audio the fake TTS produced for requests after `since`: its tone lasts
+    `tts_ms_per_char` per input character (at least 0.1 s), see tests/fakes/openai_server.py."""
+    state = fakes.openai.state()
+    per_char = state["config"]["tts_ms_per_char"] / 1000
+    texts = [r["body"]["input"] for r in state["requests"]
+             if r["endpoint"] == "speech" and r["time"] >= since]
+    return sum(max(0.1, len(t) * per_char) for t in texts), texts
+
+
+async def ask(p: Participant, fakes_utterance: Any, *, timeout: float = 15.0
+              ) -> tuple[Spoken, Segment]:
+    """Say a question, return it and the agent turn that answers it (after the agent is quiet)."""
+    spoken = await p.say(fakes_utterance)
+    await p.agent_audio.wait_for_speech(after=spoken.end, timeout=timeout)
+    await p.agent_audio.wait_for_quiet(1.5, timeout=30)
+    turns = p.agent_audio.turns(gap_s=1.0, after=spoken.end)
+    return spoken, turns[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_finishes_its_sentence_and_keeps_answering(
+    lk_server: LiveKitServer, fakes: Fakes, uninterruptable: Worker, participant: Any,
+    room_name: str,
+) -> None:
+    talk_over, q1, q2 = speech(TALK_OVER), speech(QUESTION_1), speech(QUESTION_2)
+    suppressed_before = uninterruptable.metric("voice_agent_interruptions_total", **SUPPRESSED)
+    assert suppressed_before is not None, "no suppressed series in /metrics"
+    # With discarded user audio the talk-over never reaches the STT: the connection's first
+    # speech burst is question 1.
+    fakes.deepgram("script", utterances=[q1.script(), q2.script()], mode="queue")
+    fakes.openai("reply", replies=[GREETING])
+
+    async with participant(lk_server, room_name) as p:
+        since = time.time()
+        join = await p.dispatch("uninterruptable")
+        assert join.agent_name == "uninterruptable"
+        report(f"uninterruptable: dispatch -> agent joined {join.joined_s:.2f}s")
+
+        # 1. the agent speaks first; talk over it from 2 s in
+        greeting_start = (await p.agent_audio.wait_for_speech(after=since, timeout=20)).start
+        await asyncio.sleep(max(0.0, greeting_start + 2.0 - time.time()))
+        over = await p.say(talk_over)
+        greeting_end = await p.agent_audio.wait_for_quiet(1.5, timeout=40)
+        greeting_turns = p.agent_audio.turns(gap_s=1.0, after=since)
+        expected_s, texts = tts_seconds(fakes, since)
+        timeline = p.agent_audio.describe(since=greeting_start)
+
+        # 2. and 3.: two more turns
+        s1, a1 = await ask(p, q1)
+        s2, a2 = await ask(p, q2)
+        chats = fakes.openai_requests("chat", since)
+        timeline = p.agent_audio.describe(since=greeting_start)
+
+    report(f"uninterruptable: greeting heard {greeting_end - greeting_start:.2f}s "
+           f"(fake TTS produced {expected_s:.2f}s for {texts}); talk-over "
+           f"{over.start - greeting_start:.2f}-{over.end - greeting_start:.2f}s; "
+           f"answers {a1.start - s1.end:.2f}s and {a2.start - s2.end:.2f}s after the questions; "
+           f"agent audio {timeline}")
+    assert " ".join(texts).split() == GREETING.split(), f"TTS was asked for {texts}"
+    assert over.start < greeting_end, f"the agent had stopped before the talk-over: {timeline}"
+    assert len(greeting_turns) == 1, f"the greeting was cut into pieces: {timeline}"
+    greeting = greeting_turns[0]
+    # the whole text was played: nothing cut when the user started talking
+    assert greeting.audio_s >= expected_s - 0.5, (
+        f"heard {greeting.audio_s:.2f}s of greeting audio, the TTS produced {expected_s:.2f}s: "
+        f"{timeline}")
+    assert over.end < greeting_end, f"the talk-over was not all over protected speech: {timeline}"
+
+    # exactly three LLM turns: the greeting and the two questions (the talk-over was dropped)
+    assert len(chats) == 3, [c["messages"][-1] for c in chats]
+    history = chats[1]["messages"]
+    spoken_greeting = [m for m in history if m["role"] == "assistant"]
+    assert spoken_greeting and spoken_greeting[-1]["content"].split() == GREETING.split(), (
+        f"the history does not hold the whole greeting: {spoken_greeting}")
+    for chat, q in ((chats[1], QUESTION_1), (chats[2], QUESTION_2)):
+        last = chat["messages"][-1]
+        assert last["role"] == "user" and q[0] in str(last["content"]), last
+    for s, a in ((s1, a1), (s2, a2)):
+        assert 0.0 < a.start - s.end < 5.0, f"slow or missing answer: {timeline}"
+
+    suppressed = uninterruptable.metric("voice_agent_interruptions_total", **SUPPRESSED)
+    assert suppressed is not None and suppressed - suppressed_before >= 1.0, (
+        f"talking over protected speech was not counted as suppressed "
+        f"({suppressed_before} -> {suppressed})")
+    errors = [r for r in uninterruptable.errors() if r.get("room") == room_name]
+    assert not errors, f"errors in the worker log: {errors}"
