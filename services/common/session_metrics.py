@@ -6,23 +6,18 @@ One `SessionMetrics` per session. It only observes: the agents report their own 
 
 from __future__ import annotations
 
-import time
-
 from livekit.agents import (
     AgentFalseInterruptionEvent,
     AgentSession,
     AgentStateChangedEvent,
     CloseEvent,
+    ConversationItemAddedEvent,
     ErrorEvent,
-    MetricsCollectedEvent,
     SpeechCreatedEvent,
     UserStateChangedEvent,
     llm,
     stt,
     tts,
-)
-from livekit.agents import (
-    metrics as lk_metrics,
 )
 from livekit.agents.voice import SpeechHandle
 
@@ -43,7 +38,7 @@ class SessionMetrics:
         session.on("agent_state_changed", self._on_agent_state)
         session.on("speech_created", self._on_speech_created)
         session.on("agent_false_interruption", self._on_false_interruption)
-        session.on("metrics_collected", self._on_metrics)
+        session.on("conversation_item_added", self._on_item)
         session.on("error", self._on_error)
         session.on("close", self._on_close)
 
@@ -91,16 +86,19 @@ class SessionMetrics:
         if ev.resumed:
             metrics.INTERRUPTIONS.labels(agent=self._agent, kind="false").inc()
 
-    def _on_metrics(self, ev: MetricsCollectedEvent) -> None:
-        m = ev.metrics
-        agent = self._agent
-        if isinstance(m, lk_metrics.EOUMetrics):
-            metrics.END_OF_UTTERANCE_DELAY.labels(agent=agent).observe(m.end_of_utterance_delay)
-            metrics.STT_DELAY.labels(agent=agent).observe(m.transcription_delay)
-        elif isinstance(m, lk_metrics.LLMMetrics) and m.ttft >= 0 and not m.cancelled:
-            metrics.LLM_TTFT.labels(agent=agent).observe(m.ttft)
-        elif isinstance(m, lk_metrics.TTSMetrics) and m.ttfb >= 0 and not m.cancelled:
-            metrics.TTS_TTFB.labels(agent=agent).observe(m.ttfb)
+    def _on_item(self, ev: ConversationItemAddedEvent) -> None:
+        """Stage latencies, from the per-turn report the framework attaches to each message."""
+        item = ev.item
+        if not isinstance(item, llm.ChatMessage) or not item.metrics:
+            return
+        report, agent = item.metrics, self._agent
+        for key, hist in (("end_of_turn_delay", metrics.END_OF_UTTERANCE_DELAY),
+                          ("transcription_delay", metrics.STT_DELAY),
+                          ("llm_node_ttft", metrics.LLM_TTFT),
+                          ("tts_node_ttfb", metrics.TTS_TTFB)):
+            value = report.get(key)
+            if value is not None and value >= 0:
+                hist.labels(agent=agent).observe(value)
 
     def _on_error(self, ev: ErrorEvent) -> None:
         component = _component_of(ev.source)
@@ -128,8 +126,3 @@ def _component_of(source: object) -> str | None:
     if isinstance(source, tts.TTS):
         return "tts"
     return None
-
-
-def now() -> float:
-    """Wall-clock time, the clock of the framework's event timestamps."""
-    return time.time()
