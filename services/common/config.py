@@ -159,6 +159,9 @@ VARIABLES: tuple[Var, ...] = (
         _float_range(0.0, 10.0)),
     Var("AGENT_INSTRUCTIONS", "", "System instructions; empty uses the agent's built-in ones.",
         _str),
+    Var("FALLBACK_LINE", "Sorry, I ran into a problem on my side. Could you say that again?",
+        "Spoken when the LLM fails a turn for good, so the caller is not left in silence.",
+        _nonempty),
     # Worker
     Var("HTTP_BIND_ADDRESS", "0.0.0.0", "Address the health and metrics endpoints listen on.",
         _nonempty),

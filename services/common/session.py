@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from livekit.agents import Agent, AgentSession, APIConnectOptions, JobContext, vad
+from livekit.agents import Agent, AgentSession, APIConnectOptions, ErrorEvent, JobContext, vad
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from . import providers
@@ -56,14 +56,30 @@ def build_session(
 
 
 async def run_in_room(ctx: JobContext, session: AgentSession, agent: Agent,
-                      session_metrics: SessionMetrics) -> None:
+                      session_metrics: SessionMetrics, settings: Settings) -> None:
     """Start the session in the job's room; the job ends when the session does."""
     # Without this a job outlives its call (the caller hung up, the session closed) until the
     # server closes the room, and a draining worker waits for nothing.
     session.on("close", lambda _ev: ctx.shutdown(reason="session closed"))
+    say_fallback_on_llm_failure(session, settings["FALLBACK_LINE"])
 
     async def closed() -> None:
         session_metrics.close()
 
     ctx.add_shutdown_callback(closed)
     await session.start(agent=agent, room=ctx.room)
+
+
+def say_fallback_on_llm_failure(session: AgentSession, line: str) -> None:
+    """When the LLM fails a turn for good (retries spent), say so instead of going silent.
+
+    Speaking also resets the framework's count of consecutive failures, which would otherwise
+    close the session - hanging up on the caller - after a few failed turns in a row.
+    """
+
+    def on_error(ev: ErrorEvent) -> None:
+        error = ev.error
+        if getattr(error, "type", None) == "llm_error" and not error.recoverable:
+            session.say(line, add_to_chat_ctx=False)
+
+    session.on("error", on_error)

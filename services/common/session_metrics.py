@@ -29,7 +29,8 @@ class SessionMetrics:
         self._agent = agent
         self._user_stopped_at: float | None = None
         self._cut_in_started_at: float | None = None
-        self._current_speech: SpeechHandle | None = None
+        self._session = session
+        self._talked_over: SpeechHandle | None = None  # what was playing when the user spoke
         self._closed = False
         metrics.init_labels(agent)
         metrics.SESSIONS_ACTIVE.labels(agent=agent).inc()
@@ -52,12 +53,16 @@ class SessionMetrics:
     # -- session events --------------------------------------------------------------------------
 
     def _on_user_state(self, ev: UserStateChangedEvent) -> None:
+        agent_speaking = self._session.agent_state == "speaking"
         if ev.new_state == "speaking":
             self._user_stopped_at = None
-            speech = self._current_speech
+            speech = self._session.current_speech
+            self._talked_over = speech if agent_speaking else None
             if speech is not None and not speech.done() and not speech.allow_interruptions:
                 metrics.INTERRUPTIONS.labels(agent=self._agent, kind="suppressed").inc()
-        elif ev.old_state == "speaking":
+        elif ev.old_state == "speaking" and not agent_speaking:
+            # a user who stops while the agent talks (over a cut-in, say) is not waiting for
+            # a response
             self._user_stopped_at = ev.created_at
 
     def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
@@ -74,10 +79,12 @@ class SessionMetrics:
             self._user_stopped_at = None
 
     def _on_speech_created(self, ev: SpeechCreatedEvent) -> None:
-        self._current_speech = handle = ev.speech_handle
+        handle = ev.speech_handle
 
         def done(h: SpeechHandle) -> None:
-            if h.interrupted:
+            # only speech the user was hearing when they started to talk: the framework also
+            # interrupts replies it generated ahead of time and then discards
+            if h.interrupted and h is self._talked_over:
                 metrics.INTERRUPTIONS.labels(agent=self._agent, kind="barge_in").inc()
 
         handle.add_done_callback(done)

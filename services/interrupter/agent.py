@@ -138,4 +138,5 @@ async def entrypoint(ctx: JobContext) -> None:
     settings = config.load(SERVICE)
     session = build_session(settings, ctx.proc.userdata["vad"], preemptive_generation=False)
     session_metrics = SessionMetrics(session, SERVICE)
-    await run_in_room(ctx, session, InterrupterAgent(settings, session_metrics), session_metrics)
+    await run_in_room(ctx, session, InterrupterAgent(settings, session_metrics), session_metrics,
+                      settings)

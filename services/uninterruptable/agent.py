@@ -98,4 +98,5 @@ async def entrypoint(ctx: JobContext) -> None:
         discard_audio_if_uninterruptible=settings["PROTECTED_SPEECH_USER_AUDIO"] == "discard",
     )
     session_metrics = SessionMetrics(session, SERVICE)
-    await run_in_room(ctx, session, UninterruptableAgent(settings), session_metrics)
+    await run_in_room(ctx, session, UninterruptableAgent(settings), session_metrics,
+                      settings)

@@ -24,12 +24,16 @@ Fixtures (tests/e2e/conftest.py)
   room_name           a room name unique to the test and run
 
 Helpers
-  LiveKitServer       start()/stop()/restart(), ws_url, http_url, api() (a LiveKitAPI), log_text()
+  LiveKitServer       start()/stop()/restart(), ws_url, http_url, metrics_url (its Prometheus
+                      endpoint), api() (a LiveKitAPI), log_text()
   Worker              start(), wait_ready() / await ready() (async tests), ready_s (process
                       start -> "registered worker"), health(), info() (/worker JSON),
                       metrics_text(), metric(name, **labels),
                       records()/find(message, **fields) over its JSON log, sigterm(),
                       wait_exit(timeout) -> exit code, stop()
+  running_worker()    `with running_worker(agent, lk_server, fakes, dir, name=..., **env) as w:`
+                      a registered worker for a module-scoped fixture (fault, load, Prometheus
+                      tests: their own agent name, keys or limits), stopped at exit
   Participant         dispatch(agent) -> AgentJoin (dispatch -> agent joined seconds),
                       say(utterance) -> Spoken (wall-clock times of sentences as sent),
                       agent_audio: AudioMonitor of the agent's track, leave()
@@ -234,6 +238,8 @@ class LiveKitServer:
 
     ICE/TCP is off: v1.13.5 binds `rtc.tcp_port` on every interface with no option to narrow it,
     and media over loopback UDP needs no fallback. UDP is one port, loopback interface only.
+    Its Prometheus endpoint (`metrics_url`) listens on 127.0.0.1 too. Its dispatch cut-off
+    (`agents.target_load`, on the load workers report) is 1.0, as the workers' LOAD_THRESHOLD.
     """
 
     def __init__(self, workdir: Path, name: str = "livekit") -> None:
@@ -241,6 +247,7 @@ class LiveKitServer:
         self.name = name
         self.port = free_port()
         self.udp_port = free_port(socket.SOCK_DGRAM)
+        self.prometheus_port = free_port()
         self.config_path = workdir / f"{name}.yaml"
         self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -253,6 +260,10 @@ class LiveKitServer:
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}/metrics"
 
     def write_config(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -270,6 +281,13 @@ rtc:
     includes: ["lo"]
 keys:
   {API_KEY}: {API_SECRET}
+prometheus:
+  port: {self.prometheus_port}
+agents:
+  # The server only dispatches to a worker whose reported load (the machine's CPU) is below
+  # target_load (default 0.7), whatever the worker's own threshold: it must agree with the
+  # LOAD_THRESHOLD=1 of worker_env, or a busy shared runner leaves dispatches unserved.
+  target_load: 1.0
 logging:
   level: info
 """
@@ -573,6 +591,22 @@ class Worker:
         if self.proc is None:
             return None
         return terminate(self.proc, timeout=grace_s, signals=2)
+
+
+@contextlib.contextmanager
+def running_worker(
+    agent: str, server: LiveKitServer, fakes: Fakes, workdir: Path, *, name: str = "",
+    **env: str,
+) -> Iterator[Worker]:
+    """A started and registered worker, stopped at exit: for module-scoped fixtures (call from
+    the main thread); `env` overrides `worker_env`."""
+    w = Worker(agent, worker_env(agent, server, fakes, workdir, **env), workdir, name=name)
+    try:
+        w.start().wait_ready()
+        report(f"worker {w.name} ready in {w.ready_s:.2f}s")
+        yield w
+    finally:
+        w.stop()
 
 
 # --- speech -------------------------------------------------------------------------------------

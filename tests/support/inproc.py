@@ -20,7 +20,7 @@ from livekit.agents import Agent, AgentSession, llm, utils, vad
 from prometheus_client import REGISTRY
 
 from services.common import config
-from services.common.session import build_session
+from services.common.session import build_session, say_fallback_on_llm_failure
 from services.common.session_metrics import SessionMetrics
 from tests.fakes.deepgram_server import DeepgramConfig, FakeDeepgram
 from tests.fakes.openai_server import FakeOpenAI
@@ -125,6 +125,8 @@ class SessionFactory:
         session = build(settings, self._vad, discard_audio_if_uninterruptible=discard,
                         preemptive_generation=service != "interrupter")
         session_metrics = SessionMetrics(session, service) if self._metrics else None
+        if session_factory is None:  # as run_in_room wires a job's session
+            say_fallback_on_llm_failure(session, settings["FALLBACK_LINE"])
         mic, speaker = SpeechInput(), PlayoutRecorder()
         session.input.audio = mic
         session.output.audio = speaker
