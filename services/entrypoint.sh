@@ -15,6 +15,9 @@ esac
 export PROMETHEUS_MULTIPROC_DIR
 # onnxruntime (Silero) would otherwise write a device id under $HOME and try to upload telemetry
 export ORT_DISABLE_TELEMETRY="${ORT_DISABLE_TELEMETRY:-1}"
+# The framework preloads its local end-of-turn model (~244 MB) into the process jobs fork from;
+# our turn detection is `vad` or `stt`, so it is never used
+export LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE="${LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE:-0}"
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 find "$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -maxdepth 1 -name '*.db' -delete
 cd "$(dirname "$0")/.."
