@@ -17,7 +17,7 @@ from typing import Any
 from livekit.agents import Agent, AgentSession, JobContext, vad
 
 from services.common import config, providers
-from services.common.session import connect_options
+from services.common.session import connect_options, turn_handling
 from services.interrupter.agent import INSTRUCTIONS
 
 BARE_AGENT_NAME = "bench-bare"
@@ -34,23 +34,17 @@ def framework_session(
 ) -> AgentSession:
     """build_session's options on a bare AgentSession, optionally with the framework's own user
     turn limit. `same_options()` checks that the two do not drift apart."""
-    turn_handling: dict[str, Any] = {
-        "turn_detection": settings["TURN_DETECTION"],
-        "endpointing": {"mode": "fixed", "min_delay": settings["MIN_ENDPOINTING_DELAY"]},
-        "interruption": {
-            "mode": "vad",
-            "discard_audio_if_uninterruptible": discard_audio_if_uninterruptible,
-        },
-        "preemptive_generation": {"enabled": preemptive_generation},
-    }
+    handling = turn_handling(settings,
+                             discard_audio_if_uninterruptible=discard_audio_if_uninterruptible,
+                             preemptive_generation=preemptive_generation)
     if user_turn_limit is not None:
-        turn_handling["user_turn_limit"] = user_turn_limit
+        handling["user_turn_limit"] = user_turn_limit
     return AgentSession(
         stt=providers.build_stt(settings),
         llm=providers.build_llm(settings),
         tts=providers.build_tts(settings),
         vad=vad_model,
-        turn_handling=turn_handling,  # type: ignore[arg-type]
+        turn_handling=handling,  # type: ignore[arg-type]
         conn_options=connect_options(settings),
         **overrides,
     )

@@ -23,6 +23,24 @@ def connect_options(settings: Settings) -> SessionConnectOptions:
     )
 
 
+def turn_handling(settings: Settings, *, discard_audio_if_uninterruptible: bool = True,
+                  preemptive_generation: bool = True) -> dict[str, Any]:
+    """Explicit turn detection and VAD-based interruption.
+
+    Both are pinned: left unset, the framework picks modes by what is available, and with LiveKit
+    Cloud credentials in dev mode it switches on cloud-only adaptive interruption.
+    """
+    return {
+        "turn_detection": settings["TURN_DETECTION"],
+        "endpointing": {"mode": "fixed", "min_delay": settings["MIN_ENDPOINTING_DELAY"]},
+        "interruption": {
+            "mode": "vad",
+            "discard_audio_if_uninterruptible": discard_audio_if_uninterruptible,
+        },
+        "preemptive_generation": {"enabled": preemptive_generation},
+    }
+
+
 def build_session(
     settings: Settings,
     vad_model: vad.VAD,
@@ -31,25 +49,18 @@ def build_session(
     preemptive_generation: bool = True,
     **overrides: Any,
 ) -> AgentSession:
-    """A session with explicit turn detection and VAD-based interruption.
-
-    Both are pinned: left unset, the framework picks modes by what is available, and with LiveKit
-    Cloud credentials in dev mode it switches on cloud-only adaptive interruption.
-    """
+    """The session both agents run: providers from configuration, the prewarmed VAD, pinned
+    turn handling, provider timeouts and retries."""
     return AgentSession(
         stt=providers.build_stt(settings),
         llm=providers.build_llm(settings),
         tts=providers.build_tts(settings),
         vad=vad_model,
-        turn_handling={
-            "turn_detection": settings["TURN_DETECTION"],
-            "endpointing": {"mode": "fixed", "min_delay": settings["MIN_ENDPOINTING_DELAY"]},
-            "interruption": {
-                "mode": "vad",
-                "discard_audio_if_uninterruptible": discard_audio_if_uninterruptible,
-            },
-            "preemptive_generation": {"enabled": preemptive_generation},
-        },
+        turn_handling=turn_handling(  # type: ignore[arg-type]
+            settings,
+            discard_audio_if_uninterruptible=discard_audio_if_uninterruptible,
+            preemptive_generation=preemptive_generation,
+        ),
         conn_options=connect_options(settings),
         **overrides,
     )
