@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from services.interrupter.policy import SentenceBudget, count_sentences
-from tests.support.golden_rules import GOLDEN_RULES, SENTENCE_POOL, SttEvent, deepgram_stream
+from tests.support.golden_rules import (
+    GOLDEN_RULES,
+    SENTENCE_POOL,
+    SttEvent,
+    build_monologue,
+    deepgram_stream,
+)
 from tests.support.recipe_buffer import RecipeBuffer, recipe_count
 
 MINUTES = (1, 5, 10)
@@ -45,14 +51,9 @@ def _monologue(seed: int) -> tuple[list[SttEvent], int, int]:
     """A stream long enough to sample minute 10: (events, sentences spoken, words spoken)."""
     rng = random.Random(seed)
     target_words = int(WORDS_PER_MINUTE * (max(MINUTES) + WINDOW_SECONDS / 60 + 0.1))
-    sentences: list[str] = []
-    words = 0
-    while words < target_words:
-        sentence = rng.choice(SENTENCE_POOL)
-        sentences.append(sentence)
-        words += len(sentence.split())
-    text = " ".join(sentences)
-    return deepgram_stream(text, rng, words_per_minute=WORDS_PER_MINUTE), len(sentences), words
+    text, n_sentences = build_monologue(target_words, rng)
+    events = deepgram_stream(text, rng, words_per_minute=WORDS_PER_MINUTE)
+    return events, n_sentences, len(text.split())
 
 
 def _timed_pass(make: Callable[[], _Budget], events: list[SttEvent]) -> tuple[list[int], _Budget]:
