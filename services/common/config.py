@@ -175,7 +175,8 @@ VARIABLES: tuple[Var, ...] = (
         "the worker exits.", _int_range(0, 86400)),
     Var("LOAD_THRESHOLD", "0.7", "Worker load (0-1] above which it takes no new job.",
         _float_range(0.0, 1.0, lo_open=True)),
-    Var("NUM_IDLE_PROCESSES", "1", "Job processes kept prewarmed (Silero VAD loaded).",
+    Var("NUM_IDLE_PROCESSES", "1", "Job processes kept ready for a call (VAD loaded, "
+        "providers built).",
         _int_range(0, 64)),
     Var("LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR. Transcripts are only "
         "logged at DEBUG.", lambda raw: _choice("debug", "info", "warning", "error")(raw).upper()),

@@ -6,6 +6,8 @@ reading some other variable from the environment.
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from typing import Any
 
 from livekit.agents import inference, llm, stt, tts
@@ -23,6 +25,38 @@ DEFAULT_MODELS = {
     ("tts", "inference"): "cartesia/sonic-3",
 }
 DEFAULT_VOICES = {"openai": "ash", "inference": "9626c31c-bec5-4cca-baa8-f8ba9e84c8bc"}
+
+# What the SDKs import on their first request rather than at import time (found by running a
+# first call: tests/component/test_warm_start.py lists any new one). Imported on the job's event
+# loop, they stalled it 0.1-0.4 s each at the start of every call.
+FIRST_USE_MODULES = (
+    "anyio._backends._asyncio",
+    "jiter",
+    "numpy.ma",
+    "openai.lib.streaming.chat",
+    "openai.pagination",
+    "openai.resources.audio.audio",
+    "openai.resources.chat.chat",
+    "openai.resources.models",
+    "livekit.agents.llm.async_toolset",
+)
+
+
+@dataclass(frozen=True)
+class Providers:
+    stt: stt.STT
+    llm: llm.LLM
+    tts: tts.TTS
+
+
+def build(settings: Settings) -> Providers:
+    return Providers(stt=build_stt(settings), llm=build_llm(settings), tts=build_tts(settings))
+
+
+def warm_up() -> None:
+    """Import what the providers would otherwise import during the call."""
+    for name in FIRST_USE_MODULES:
+        importlib.import_module(name)
 
 
 def _model(settings: Settings, component: str) -> str:

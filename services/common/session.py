@@ -47,14 +47,16 @@ def build_session(
     *,
     discard_audio_if_uninterruptible: bool = True,
     preemptive_generation: bool = True,
+    components: providers.Providers | None = None,
     **overrides: Any,
 ) -> AgentSession:
-    """The session both agents run: providers from configuration, the prewarmed VAD, pinned
-    turn handling, provider timeouts and retries."""
+    """The session both agents run: providers from configuration (or `components`, built ahead
+    by the prewarm), the prewarmed VAD, pinned turn handling, provider timeouts and retries."""
+    components = components or providers.build(settings)
     return AgentSession(
-        stt=providers.build_stt(settings),
-        llm=providers.build_llm(settings),
-        tts=providers.build_tts(settings),
+        stt=components.stt,
+        llm=components.llm,
+        tts=components.tts,
         vad=vad_model,
         turn_handling=turn_handling(  # type: ignore[arg-type]
             settings,

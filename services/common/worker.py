@@ -3,6 +3,7 @@ drain and load settings from configuration."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -11,23 +12,30 @@ from collections.abc import Awaitable, Callable
 from livekit.agents import AgentServer, JobContext, JobProcess
 from livekit.plugins import silero
 
-from . import config, metrics
+from . import config, metrics, providers
 
 logger = logging.getLogger("voice_agents.worker")
 
 
-def prewarm(proc: JobProcess) -> None:
-    """Runs once per job process, before it is offered a job: the VAD is ready when the call is."""
+def prewarm(proc: JobProcess, service: str) -> None:
+    """Runs once per job process, before it is offered a job (a job process serves one call).
+
+    Everything slow the call would otherwise do first on its event loop, while the caller is
+    already talking, happens here: the Silero model, the providers' clients (TLS contexts,
+    pydantic models) and the SDK modules imported on first use.
+    """
     started = time.perf_counter()
     proc.userdata["vad"] = silero.VAD.load()
-    logger.debug("silero VAD loaded", extra={"seconds": round(time.perf_counter() - started, 3)})
+    proc.userdata["providers"] = providers.build(config.load(service))
+    providers.warm_up()
+    logger.debug("job process warmed", extra={"seconds": round(time.perf_counter() - started, 3)})
 
 
 def build_server(
     settings: config.Settings, entrypoint: Callable[[JobContext], Awaitable[None]]
 ) -> AgentServer:
     server = AgentServer(
-        setup_fnc=prewarm,
+        setup_fnc=functools.partial(prewarm, service=settings.service),
         host=settings["HTTP_BIND_ADDRESS"],
         port=settings["HEALTH_PORT"],
         prometheus_port=settings["METRICS_PORT"],

@@ -136,7 +136,8 @@ class InterrupterAgent(Agent):
 
 async def entrypoint(ctx: JobContext) -> None:
     settings = config.load(SERVICE)
-    session = build_session(settings, ctx.proc.userdata["vad"], preemptive_generation=False)
+    session = build_session(settings, ctx.proc.userdata["vad"], preemptive_generation=False,
+                            components=ctx.proc.userdata["providers"])
     session_metrics = SessionMetrics(session, SERVICE)
     await run_in_room(ctx, session, InterrupterAgent(settings, session_metrics), session_metrics,
                       settings)

@@ -96,6 +96,7 @@ async def entrypoint(ctx: JobContext) -> None:
         settings,
         ctx.proc.userdata["vad"],
         discard_audio_if_uninterruptible=settings["PROTECTED_SPEECH_USER_AUDIO"] == "discard",
+        components=ctx.proc.userdata["providers"],
     )
     session_metrics = SessionMetrics(session, SERVICE)
     await run_in_room(ctx, session, UninterruptableAgent(settings), session_metrics,

@@ -664,6 +664,9 @@ class Microphone:
         self.track = rtc.LocalAudioTrack.create_audio_track("microphone", self.source)
         self._pending: deque[tuple[np.ndarray, asyncio.Future[float]]] = deque()
         self._task: asyncio.Task[None] | None = None
+        # (wall time, seconds) the source ran dry while speech was under way: the far end hears
+        # a gap there, and a gap of 0.55 s + the pause in the speech ends the user's turn
+        self.starved: list[tuple[float, float]] = []
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="e2e-microphone")
@@ -683,11 +686,20 @@ class Microphone:
         self._pending.append((np.asarray(pcm, dtype=np.int16), fut))
         return fut
 
+    def starved_between(self, t0: float, t1: float) -> float:
+        """The longest time the source ran dry between t0 and t1 (0.0 if it never did)."""
+        return max((gap for at, gap in self.starved if t0 <= at <= t1), default=0.0)
+
     async def _run(self) -> None:
         n = self.SAMPLE_RATE * self.FRAME_MS // 1000
         current: np.ndarray | None = None
         pos = 0
+        drained_at: float | None = None  # when the queued audio runs out (wall clock)
         while True:
+            now = time.time()
+            if (drained_at is not None and current is not None
+                    and now - drained_at > self.FRAME_MS / 1000):
+                self.starved.append((now, now - drained_at))
             frame = np.zeros(n, np.int16)
             filled = 0
             while filled < n:
@@ -708,6 +720,7 @@ class Microphone:
                     current = None
             await self.source.capture_frame(
                 rtc.AudioFrame(frame.tobytes(), self.SAMPLE_RATE, 1, n))
+            drained_at = time.time() + self.source.queued_duration
 
 
 # --- audio in: what the agent says ---------------------------------------------------------------

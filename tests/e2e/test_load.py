@@ -7,11 +7,19 @@ would greet first and hear silence while it speaks. Its job processes are all pr
 (NUM_IDLE_PROCESSES = sessions) and the rooms are dispatched one after the other before anyone
 talks: the worker's load is the machine's CPU (LOAD_THRESHOLD=1, and the harness server's
 agents.target_load 1.0), and a dispatch while the calls already saturate two cores would measure
-admission control, not capacity. Eight sessions keep this 2-core machine 85-95% busy with the
-callers, livekit-server and the fakes on it too (E2E_LOAD_SESSIONS overrides).
+admission control, not capacity.
 
-No session may fail: every room gets its agent, every caller hears it, no session ends `failed`,
-no ERROR record. The worker's process tree is sampled from /proc every second; CPU (% of one core)
+Six sessions are what two cores allow with the callers (about 12% of a core each, for their
+WebRTC and Opus), livekit-server and the fakes on the same machine: about 90% busy, and the
+answers come about 3 s after the caller stops. At eight the machine saturates: the job processes'
+VAD falls 5-9 s behind the audio, the answers come that much later, and the STT's final
+transcripts can reach the agent before its VAD has heard any speech; the framework then ends the
+user's turn on the transcript alone, and the agent talks over the caller (seen in CI). So the
+worker's default LOAD_THRESHOLD of 0.7 matters in production. E2E_LOAD_SESSIONS overrides.
+
+No session may fail: every room gets its agent, every caller hears it within 10 s of stopping
+(the VAD kept up), the agent never speaks while its caller talks, no session ends `failed`, no
+ERROR record. The worker's process tree is sampled from /proc every second; CPU (% of one core)
 and memory per session are printed and written to `load.json` in the test's tmp dir.
 """
 
@@ -43,7 +51,7 @@ from .harness import (
     wait_until,
 )
 
-SESSIONS = int(os.environ.get("E2E_LOAD_SESSIONS", "8"))
+SESSIONS = int(os.environ.get("E2E_LOAD_SESSIONS", "6"))
 AGENT_NAME = "load-interrupter"
 TALK_S = 60.0
 # ~4 s each at espeak's 160 wpm with 0.25 s between them: short of Silero's 0.55 s end of speech,
@@ -253,6 +261,9 @@ async def test_concurrent_minute_long_calls_on_one_worker(
                          for p, s in zip(users, talk, strict=True)]
             early = [len([g for g in p.agent_audio.segments if g.start < s.end])
                      for p, s in zip(users, talk, strict=True)]
+            # the longest the caller's own audio stalled: the agent hears that as silence
+            starved = [round(p.mic.starved_between(s.t0, s.end), 2) if p.mic else None
+                       for p, s in zip(users, talk, strict=True)]
         ended = time.time()
         # every job ends with its session: wait until all are counted
         await wait_for(lambda: (w.metric("voice_agent_sessions_total", agent="interrupter",
@@ -290,6 +301,12 @@ async def test_concurrent_minute_long_calls_on_one_worker(
         "uss_mb_per_job_process_mean": _mb(statistics.mean(uss_jobs)) if uss_jobs else None,
         "rss_mb_worker_main": _mb(sampler.max_rss(w.pid, t0, t1)),
         "processes_in_tree": max(len(s) for _, s in sampler.samples),
+        # the framework warns when Silero's inference runs slower than the audio, with its own
+        # running total of the lag (inference time only: frames queued before it are not in it)
+        "vad_behind_max_s": round(max((float(r.get("delay") or 0) for r in records
+                                       if r.get("message") == "VAD inference is slower than "
+                                       "realtime" and r.get("room") in rooms), default=0.0), 2),
+        "caller_audio_stall_max_s": max((x for x in starved if x is not None), default=None),
         "answer_latency_s": {"median": round(statistics.median(latencies), 2),
                              "max": round(max(latencies), 2)},
         "dispatch_to_join_s": {"median": round(statistics.median(j.joined_s for j in joins), 2),
@@ -313,7 +330,9 @@ async def test_concurrent_minute_long_calls_on_one_worker(
            f"{figures['answer_latency_s']['median']}s median / "
            f"{figures['answer_latency_s']['max']}s max after the caller stopped (stage means "
            f"{figures['stage_means_s']}); machine CPU {figures['machine_cpu_pct']}% (others, "
-           f"% of a core: {figures['others_pct_of_core']}); {out}")
+           f"% of a core: {figures['others_pct_of_core']}); VAD-behind warnings up to "
+           f"{figures['vad_behind_max_s']}s; callers' audio stalled up to "
+           f"{figures['caller_audio_stall_max_s']}s; {out}")
 
     # -- no session failed
     for j in joins:
@@ -321,13 +340,16 @@ async def test_concurrent_minute_long_calls_on_one_worker(
     assert len({j.identity for j in joins}) == SESSIONS
     assert len(job_pids) == SESSIONS, f"job processes {job_pids}"
     for r, lat, tl in zip(rooms, latencies, timelines, strict=True):
-        # loose: the figure is reported; this only catches an agent that never really answered
-        assert 0 < lat < 15, f"{r}: answer {lat:.2f}s after the caller stopped; audio {tl}"
+        # loose: the figure is reported; 10 s late means the job fell that far behind the audio
+        assert 0 < lat < 10, (f"{r}: answer {lat:.2f}s after the caller stopped (the framework's "
+                              f"VAD-behind warnings peaked at {figures['vad_behind_max_s']}s); "
+                              f"audio {tl}")
     failed = w.metric("voice_agent_sessions_total", agent="interrupter", outcome="failed")
     completed = w.metric("voice_agent_sessions_total", agent="interrupter", outcome="completed")
     assert failed == 0 and completed == SESSIONS, (failed, completed)
     assert not w.find("cutting in"), "the interrupter cut in: the load is not what it claims"
     errors = [r for r in records if r.get("level") in ("ERROR", "CRITICAL")]
     assert not errors, f"ERROR records: {[r['message'][:200] for r in errors]}"
-    assert not any(early), f"the agent spoke while callers talked: {early}; {timelines}"
+    assert not any(early), (f"the agent spoke while callers talked: {early}; {timelines}; "
+                            f"longest stall of each caller's own audio (s): {starved}")
     report(f"load: sessions ended {ended - t1:.1f}s after the callers stopped talking")

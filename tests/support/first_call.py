@@ -1,0 +1,78 @@
+"""`python -m tests.support.first_call SERVICE [--no-prewarm]`: the modules a job process imports
+during its first call, as a JSON list on stdout.
+
+Run in a fresh interpreter that starts like a job process: the modules the worker's forkserver
+preloads, the service's agent module, then the prewarm (unless --no-prewarm). The call is an
+in-process session (tests/support/inproc.py): the session and its providers are built, the agent
+speaks first if it does, the user says one sentence and the agent answers it. Whatever is imported
+in that window was imported on the job's event loop while a caller waited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import sys
+from typing import Any
+
+# what the forkserver imports before forking a job process (the registered plugins, the
+# framework's warm-up), then the job's entrypoint module
+import livekit.agents.ipc._preload  # noqa: F401
+from livekit.plugins import deepgram, openai, silero  # noqa: F401
+
+AGENTS = {"interrupter": "InterrupterAgent", "uninterruptable": "UninterruptableAgent"}
+
+
+class _Proc:
+    userdata: dict[str, Any]
+
+    def __init__(self) -> None:
+        self.userdata = {}
+
+
+async def _call(service: str, vad: Any) -> list[str]:
+    from tests.support.inproc import SessionFactory
+    from tests.support.speech import synthesize
+
+    module = importlib.import_module(f"services.{service}.agent")
+    agent_cls = getattr(module, AGENTS[service])
+    utt = synthesize(["What is the weather like today?"])
+    async with SessionFactory(vad) as start:
+        before = set(sys.modules)
+
+        def make_agent(settings: Any, session_metrics: Any) -> Any:
+            if service == "interrupter":
+                return agent_cls(settings, session_metrics)
+            return agent_cls(settings)
+
+        h = await start(service, make_agent, script=[utt], replies=["It is sunny."])
+        await h.wait_quiet(1.0)
+        await h.speak(utt)
+        await h.wait_for(lambda: bool(h.chat_messages("assistant")), timeout=30)
+        await h.wait_quiet(1.0)
+        return sorted(set(sys.modules) - before)
+
+
+def main() -> None:
+    service = sys.argv[1]
+    importlib.import_module(f"services.{service}.agent")
+    from services.common import worker
+
+    proc = _Proc()
+    if "--no-prewarm" in sys.argv:
+        proc.userdata["vad"] = silero.VAD.load()
+    else:
+        # the job process inherits the worker's validated environment; only the shape matters
+        # here, the call builds its own providers against the fakes
+        os.environ.update({
+            "LIVEKIT_URL": "ws://127.0.0.1:1", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s",
+            "OPENAI_API_KEY": "sk-fake", "DEEPGRAM_API_KEY": "dg-fake",
+        })
+        worker.prewarm(proc, service)  # type: ignore[arg-type]
+    print(json.dumps(asyncio.run(_call(service, proc.userdata["vad"]))))
+
+
+if __name__ == "__main__":
+    main()
