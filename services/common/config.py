@@ -175,6 +175,10 @@ VARIABLES: tuple[Var, ...] = (
         "the worker exits.", _int_range(0, 86400)),
     Var("LOAD_THRESHOLD", "0.7", "Worker load (0-1] above which it takes no new job.",
         _float_range(0.0, 1.0, lo_open=True)),
+    # read by livekit-agents itself; declared to be validated and documented
+    Var("NUM_CPUS", "", "CPUs the worker's load is measured against (LOAD_THRESHOLD is a share of "
+        "them). Empty: the container's CPU limit, else all the machine's CPUs; the Helm chart "
+        "sets the pod's CPU request.", _optional(_float_range(0.0, 1024.0, lo_open=True))),
     Var("NUM_IDLE_PROCESSES", "1", "Job processes kept ready for a call (VAD loaded, "
         "providers built).",
         _int_range(0, 64)),

@@ -62,6 +62,11 @@ def plain_env(c: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in c["env"] if "value" in e}
 
 
+def secret_refs(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]
+            if "secretKeyRef" in e.get("valueFrom", {})}
+
+
 def fails_with(render, *args: str) -> str:
     with pytest.raises(HelmError) as error:
         render(*args)
@@ -301,8 +306,7 @@ def test_rendered_environment_is_a_valid_configuration(render, rendering: str) -
     for service in SERVICES:
         c = container(render(*RENDERINGS[rendering]).one("Deployment", f"-{service}"))
         env = plain_env(c)
-        from_secret = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]
-                       if "valueFrom" in e}
+        from_secret = secret_refs(c)
         assert set(from_secret) == SECRETS
         for name, ref in from_secret.items():
             assert ref.get("optional", False) is (not name.startswith("LIVEKIT_"))
@@ -318,14 +322,29 @@ def test_agent_env_overrides_common_config(render) -> None:
     assert "INTERRUPT_MAX_WORDS" not in other
 
 
+def test_worker_load_is_measured_against_the_cpu_request(render) -> None:
+    """Without a CPU limit, livekit-agents divides the pod's CPU use by the node's CPUs: on a
+    32-core node a 1-CPU pod would take calls until it used 22 cores. NUM_CPUS = the request."""
+    for service in SERVICES:
+        env = container(render().one("Deployment", f"-{service}"))["env"]
+        (num_cpus,) = [e for e in env if e["name"] == "NUM_CPUS"]
+        assert num_cpus["valueFrom"] == {
+            "resourceFieldRef": {"resource": "requests.cpu", "divisor": "1"}}
+    # an explicit setting wins; without a CPU request there is nothing to point at
+    c = container(render("--set", "config.NUM_CPUS=3").one("Deployment", "-interrupter"))
+    assert [e for e in c["env"] if e["name"] == "NUM_CPUS"] == [{"name": "NUM_CPUS", "value": "3"}]
+    c = container(render("--set", "agents.interrupter.resources.requests=null")
+                  .one("Deployment", "-interrupter"))
+    assert "NUM_CPUS" not in {e["name"] for e in c["env"]}
+
+
 # --- secret ------------------------------------------------------------------------------------
 
 def test_existing_secret_by_default(render) -> None:
     rendered = render()
     assert not rendered.of_kind("Secret")
     for deployment in rendered.of_kind("Deployment"):
-        refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in container(deployment)["env"]
-                if "valueFrom" in e}
+        refs = {ref["name"] for ref in secret_refs(container(deployment)).values()}
         assert refs == {values()["secret"]["existingSecret"]}
 
 
@@ -334,8 +353,7 @@ def test_chart_creates_the_secret_only_from_given_values(render) -> None:
     secret = rendered.one("Secret")
     assert set(secret["stringData"]) == SECRETS
     for deployment in rendered.of_kind("Deployment"):
-        refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in container(deployment)["env"]
-                if "valueFrom" in e}
+        refs = {ref["name"] for ref in secret_refs(container(deployment)).values()}
         assert refs == {secret["metadata"]["name"]}
         assert "checksum/secret" in deployment["spec"]["template"]["metadata"]["annotations"]
     partial = render("--set", "secret.existingSecret=", "--set", "secret.values.LIVEKIT_API_KEY=k",

@@ -50,6 +50,7 @@ INVALID = {
     "METRICS_PORT": "0",
     "DRAIN_TIMEOUT_SECONDS": "-5",
     "LOAD_THRESHOLD": "1.5",
+    "NUM_CPUS": "0",
     "NUM_IDLE_PROCESSES": "x",
     "LOG_LEVEL": "LOUD",
     "INTERRUPT_MAX_SENTENCES": "three",
