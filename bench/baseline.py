@@ -64,7 +64,7 @@ def plain_agent(*_: Any) -> Agent:
 
 async def entrypoint(ctx: JobContext) -> None:
     """A job like the interrupter's (same settings and prewarmed VAD), minus our wiring."""
-    settings = config.load("interrupter")
+    settings: config.Settings = ctx.proc.userdata["settings"]
     session = framework_session(settings, ctx.proc.userdata["vad"], preemptive_generation=False)
     await session.start(agent=plain_agent(), room=ctx.room)
 

@@ -17,16 +17,18 @@ from . import config, metrics, providers
 logger = logging.getLogger("voice_agents.worker")
 
 
-def prewarm(proc: JobProcess, service: str) -> None:
+def prewarm(proc: JobProcess, settings: config.Settings) -> None:
     """Runs once per job process, before it is offered a job (a job process serves one call).
 
     Everything slow the call would otherwise do first on its event loop, while the caller is
     already talking, happens here: the Silero model, the providers' clients (TLS contexts,
-    pydantic models) and the SDK modules imported on first use.
+    pydantic models) and the SDK modules imported on first use. The settings are the ones the
+    worker validated at start-up, for the command it runs.
     """
     started = time.perf_counter()
+    proc.userdata["settings"] = settings
     proc.userdata["vad"] = silero.VAD.load()
-    proc.userdata["providers"] = providers.build(config.load(service))
+    proc.userdata["providers"] = providers.build(settings)
     providers.warm_up()
     logger.debug("job process warmed", extra={"seconds": round(time.perf_counter() - started, 3)})
 
@@ -35,7 +37,7 @@ def build_server(
     settings: config.Settings, entrypoint: Callable[[JobContext], Awaitable[None]]
 ) -> AgentServer:
     server = AgentServer(
-        setup_fnc=functools.partial(prewarm, service=settings.service),
+        setup_fnc=functools.partial(prewarm, settings=settings),
         host=settings["HTTP_BIND_ADDRESS"],
         port=settings["HEALTH_PORT"],
         prometheus_port=settings["METRICS_PORT"],

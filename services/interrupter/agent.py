@@ -135,7 +135,7 @@ class InterrupterAgent(Agent):
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    settings = config.load(SERVICE)
+    settings: config.Settings = ctx.proc.userdata["settings"]
     session = build_session(settings, ctx.proc.userdata["vad"], preemptive_generation=False,
                             components=ctx.proc.userdata["providers"])
     session_metrics = SessionMetrics(session, SERVICE)

@@ -91,7 +91,7 @@ class UninterruptableAgent(Agent):
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    settings = config.load(SERVICE)
+    settings: config.Settings = ctx.proc.userdata["settings"]
     session = build_session(
         settings,
         ctx.proc.userdata["vad"],

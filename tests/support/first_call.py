@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import os
 import sys
 from typing import Any
 
@@ -58,19 +57,19 @@ async def _call(service: str, vad: Any) -> list[str]:
 def main() -> None:
     service = sys.argv[1]
     importlib.import_module(f"services.{service}.agent")
-    from services.common import worker
+    from services.common import config, worker
 
     proc = _Proc()
     if "--no-prewarm" in sys.argv:
         proc.userdata["vad"] = silero.VAD.load()
     else:
-        # the job process inherits the worker's validated environment; only the shape matters
-        # here, the call builds its own providers against the fakes
-        os.environ.update({
+        # only the shape of the settings matters here: the call builds its own providers
+        # against the fakes
+        settings = config.load(service, {
             "LIVEKIT_URL": "ws://127.0.0.1:1", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s",
             "OPENAI_API_KEY": "sk-fake", "DEEPGRAM_API_KEY": "dg-fake",
         })
-        worker.prewarm(proc, service)  # type: ignore[arg-type]
+        worker.prewarm(proc, settings)  # type: ignore[arg-type]
     print(json.dumps(asyncio.run(_call(service, proc.userdata["vad"]))))
 
 
