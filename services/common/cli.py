@@ -32,6 +32,11 @@ def main(service: str, entrypoint: str) -> None:
         print(f"{service}: configuration error: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
 
+    # livekit-agents reads NUM_CPUS itself, and warns twice a second about an empty one (as
+    # .env.example leaves it): empty means "not set"
+    if not os.environ.get("NUM_CPUS", "unset").strip():
+        del os.environ["NUM_CPUS"]
+
     # the LiveKit CLI reads its log level from here; transcripts are only logged at DEBUG
     os.environ.setdefault("LIVEKIT_LOG_LEVEL", _LIVEKIT_LOG_LEVELS[settings["LOG_LEVEL"]])
 

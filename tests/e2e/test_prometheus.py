@@ -144,6 +144,10 @@ class Run:
     prom: Prometheus
     lk_server: LiveKitServer
     killed_pid: int = 0
+    # the framework answers a second job request "not available" while the first is accepted
+    # but not yet running (its estimate for it is LOAD_THRESHOLD / NUM_IDLE_PROCESSES), and
+    # livekit-server then drops that dispatch: the two interrupter calls are dispatched in turn
+    cut_in_joined: asyncio.Event = field(default_factory=asyncio.Event)
     active_before_kill: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -165,6 +169,7 @@ async def _interrupter_call(run: Run, room: str) -> None:
     monologue, question = speech(MONOLOGUE), speech(QUESTION)
     async with _caller(run.lk_server, room, "monologue") as p:
         await p.dispatch(NAMES["interrupter"])
+        run.cut_in_joined.set()
         await asyncio.sleep(1.0)  # the session listens by then: the monologue is heard whole
         spoken = await p.say(monologue)
         await p.agent_audio.wait_for_speech(after=spoken.start, timeout=20)  # the cut-in
@@ -195,6 +200,7 @@ async def _killed_call(run: Run, room: str) -> None:
     """A call whose job process dies (SIGKILL: no session close, no decrement)."""
     w = run.workers["interrupter"]
     async with _caller(run.lk_server, room, "victim") as p:
+        await asyncio.wait_for(run.cut_in_joined.wait(), 30)
         join = await p.dispatch(NAMES["interrupter"])
 
         def job_pid() -> int | None:

@@ -40,3 +40,5 @@ async def test_each_room_gets_the_agent_it_asked_for(
         served = {r["room"] for r in workers[agent].find("received job request")}
         assert rooms[agent] in served, f"{agent} worker never got {rooms[agent]}: {served}"
         assert rooms[other] not in served, f"{agent} worker was offered {other}'s room"
+        # the harness passes every default, NUM_CPUS="" included: the framework must not see it
+        assert "failed to parse NUM_CPUS" not in workers[agent].log_text()
