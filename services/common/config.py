@@ -180,8 +180,8 @@ VARIABLES: tuple[Var, ...] = (
         "them). Empty: the container's CPU limit, else all the machine's CPUs; the Helm chart "
         "sets the pod's CPU request.", _optional(_float_range(0.0, 1024.0, lo_open=True))),
     Var("NUM_IDLE_PROCESSES", "1", "Job processes kept ready for a call (VAD loaded, "
-        "providers built).",
-        _int_range(0, 64)),
+        "providers built). It also caps the calls an idle worker accepts at once; livekit-server "
+        "gives the others to other workers or drops them.", _int_range(0, 64)),
     Var("LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR. Transcripts are only "
         "logged at DEBUG.", lambda raw: _choice("debug", "info", "warning", "error")(raw).upper()),
     # interrupter
