@@ -38,6 +38,7 @@ export DOCKER_HOST=unix://$SOCK
 export DOCKER_CONFIG=$DCACHE/config     # cli-plugins/docker-compose lives here
 export DOCKER_BUILDKIT=1                # the Dockerfile's COPY --chmod needs BuildKit
 export COMPOSE_PROJECT_NAME=voice-agents
+export COMPOSE_BAKE=false              # no buildx here: compose builds through dockerd itself
 
 stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
@@ -170,7 +171,8 @@ standins() {
   daemon_up || die "our dockerd is not running: scripts/docker-stack.sh start"
   local rootfs; rootfs=$(rootfs_image)
   local ctx; ctx=$(mktemp -d)
-  trap 'rm -rf "$ctx"' RETURN
+  # shellcheck disable=SC2064 # expand now: ctx is local
+  trap "rm -rf '$ctx'" EXIT
   local hash_of='sha256sum | cut -c1-16'
 
   # Python base: trusts what the host trusts (a TLS-intercepting egress proxy has its own CA)

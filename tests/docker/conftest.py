@@ -3,7 +3,8 @@ the two agent images built from the unmodified Dockerfile.
 
 scripts/docker-stack.sh does the heavy lifting (installs docker.io, debootstrap and Compose,
 starts the daemon, builds the stand-ins); it is the same script `make stack` runs. The daemon is
-stopped at the end of the session when this session started it. Nothing is skipped: a missing
+stopped after the last test of this folder when these tests started it (the end-to-end tests
+that follow run on a quiet machine). Nothing is skipped: a missing
 tool fails with the script's own message.
 """
 
@@ -118,7 +119,7 @@ class Docker:
                              f"{time.monotonic() - t0:.1f}s:\n{logs.stdout}{logs.stderr}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def docker() -> Iterator[Docker]:
     """Our dockerd (started if not running, stopped at the end if started here) with the
     stand-in images built."""
@@ -152,7 +153,7 @@ def build(d: Docker, agent: str, *extra: str) -> float:
     return time.monotonic() - t0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def images(docker: Docker) -> Builds:
     """Both targets built from the unmodified Dockerfile (what compose's `build:` does): the
     first without the layer cache (a cold build, on the cached stand-in base), then the second,
