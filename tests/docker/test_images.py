@@ -126,7 +126,7 @@ def test_healthcheck_follows_livekit(
     """The image's own HEALTHCHECK command (its timing shortened with --health-*): healthy once
     the worker registered with livekit-server. When the server goes away the worker retries
     LIVEKIT_MAX_RETRY times (its health endpoint stays 200 meanwhile: livekit-agents reports 503
-    only once it gave up), then stops; the container is then unhealthy and compose's restart
+    only once it gave up), then exits 1; the container is then unhealthy and compose's restart
     policy (or Kubernetes) starts it again."""
     net, lk = livekit
     t0 = time.monotonic()
@@ -156,3 +156,5 @@ def test_healthcheck_follows_livekit(
            f"(LIVEKIT_MAX_RETRY=2; container {state['Status']}, exit code {state['ExitCode']})")
     logs = docker.out("logs", cid)
     assert "failed to connect to livekit" in logs
+    assert state["Status"] == "exited" and state["ExitCode"] == 1, (
+        f"giving up on LiveKit must be a failure for the orchestrator: {state}")
