@@ -191,7 +191,7 @@ def test_livekit_node_ip_from_env(compose: dict[str, Any]) -> None:
     livekit-server's own choice (the container's address)."""
     env = compose["services"]["livekit"]["environment"]
     assert f"NODE_IP: {env['NODE_IP']}" == COMPOSE_ONLY["LIVEKIT_NODE_IP"]
-    assert interpolate(env["NODE_IP"], {"LIVEKIT_NODE_IP": "192.0.2.10"}) == "192.0.2.10"
+    assert interpolate(env["NODE_IP"], {"LIVEKIT_NODE_IP": "198.51.100.10"}) == "198.51.100.10"
     assert interpolate(env["NODE_IP"], {}) == ""
 
 
