@@ -21,10 +21,10 @@ KNOWN_MISSES = {"us_then_plain_word"}
 # --- golden rules -------------------------------------------------------------------------------
 
 
-def test_golden_score_at_least_33_of_34() -> None:
+def test_golden_score_at_least_39_of_40() -> None:
     right = [c.name for c in GOLDEN_RULES if count_sentences(c.text, complete=True) == c.sentences]
-    assert len(GOLDEN_RULES) == 34
-    assert len(right) >= 33, sorted({c.name for c in GOLDEN_RULES} - set(right))
+    assert len(GOLDEN_RULES) == 40
+    assert len(right) >= 39, sorted({c.name for c in GOLDEN_RULES} - set(right))
 
 
 @pytest.mark.parametrize(
@@ -68,6 +68,20 @@ def test_golden_case_through_budget_matches_one_go(case: GoldenCase) -> None:
 )
 def test_open_text_end(text: str, expected: int) -> None:
     assert count_sentences(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # the STT lost "My": a plain word's period still ends the sentence before
+        ("It fell apart in the last week before it. flight got cancelled.", 2),
+        ("We bought pears, etc. and went home.", 1),  # an abbreviation's period does not
+        ("It closes at 5 p.m. on Sundays.", 1),
+        ('He yelled "Stop." and ran.', 1),  # a quoted period does not either
+    ],
+)
+def test_lowercase_after_a_period(text: str, expected: int) -> None:
+    assert count_sentences(text, complete=True) == expected
 
 
 @pytest.mark.parametrize(
