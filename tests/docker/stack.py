@@ -28,14 +28,6 @@ COMPOSE_ENV = {"LIVEKIT_API_KEY": API_KEY, "LIVEKIT_API_SECRET": API_SECRET,
                "LIVEKIT_NODE_IP": "", "COMPOSE_PROJECT_NAME": "voice-agents"}
 PROMETHEUS = "http://127.0.0.1:9090"
 
-MONOLOGUE = [
-    "I want to tell you about my weekend trip to the mountains.",
-    "We left early on Saturday morning and drove for three hours.",
-    "The weather was cold but the sky was perfectly clear.",
-    "We hiked up to a small lake and had our lunch by the water.",
-    "In the afternoon it started to snow a little bit.",
-    "We drove back home in the evening, tired but very happy.",
-]
 GREETING = ("Here is a long and boring story about paper clips. They were invented a long time "
             "ago. Many people improved them over the years. Now they are found in every office.")
 

@@ -27,11 +27,11 @@ from tests.e2e.harness import (
     speech,
     wait_for,
 )
+from tests.e2e.test_interrupter import MONOLOGUE  # the same caller as the e2e cut-in test
 
 from .conftest import REPO, Builds, Docker, figure
 from .stack import (
     GREETING,
-    MONOLOGUE,
     OVERRIDE,
     PROMETHEUS,
     SERVICES,
