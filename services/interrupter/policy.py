@@ -140,7 +140,6 @@ def _is_boundary(run: str, token: str, alone: bool, word: str,
         # an STT puts a plain word's period only at a sentence end, and the next sentence can
         # start uncapitalised when its first word was lost ("...before it. flight got...")
         return run == "." and not quoted and _kind(token, alone) == _ORDINARY
-
     if "?" in run or "!" in run:
         return True
     if "…" in run or len(run) > 1:
