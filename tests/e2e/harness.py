@@ -746,6 +746,8 @@ class AudioMonitor:
     them) and closes after `release_s` below `off_dbfs` (dated at the last voiced frame).
     """
 
+    FRAME_MS = 10
+
     def __init__(
         self, *, on_dbfs: float = -40.0, off_dbfs: float = -45.0, attack: int = 2,
         release_s: float = 0.3,
@@ -767,7 +769,8 @@ class AudioMonitor:
         return bool(self.segments) and self.segments[-1].end is None
 
     def attach(self, track: rtc.Track) -> None:
-        stream = rtc.AudioStream(track, sample_rate=48000, num_channels=1, frame_size_ms=10)
+        stream = rtc.AudioStream(track, sample_rate=48000, num_channels=1,
+                                frame_size_ms=self.FRAME_MS)
         self._task = asyncio.create_task(self._run(stream), name="e2e-agent-audio")
 
     async def close(self) -> None:
