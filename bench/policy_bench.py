@@ -6,7 +6,7 @@ Measures, on Deepgram-style streams of a ~150 words/minute monologue:
   * per-event cost (median µs) at minutes 1, 5 and 10 of one user turn, ours vs the recipe,
     with limits disabled so both keep counting for the whole turn;
   * count fidelity at the end of the turn (sentences and words counted / spoken);
-  * golden-rules accuracy (x/34) of our segmenter, the recipe regex, LiveKit's blingfire
+  * golden-rules accuracy (x/40) of our segmenter, the recipe regex, LiveKit's blingfire
     tokenizer and pySBD, plus each one's cost to segment ~2,300 characters in one go.
 ``run(quick)`` returns the same figures as a dict for a suite-wide benchmark.
 """
@@ -204,7 +204,7 @@ def format_table(result: dict[str, Any]) -> str:
             f" = {row['sentence_ratio']:<7}"
             f" words {row['words_counted']:>6}/{row['words_spoken']:<5} = {row['word_ratio']}"
         )
-    lines.append("golden rules (x/34) and one-shot segmentation of ~2,300 chars")
+    lines.append("golden rules (x/40) and one-shot segmentation of ~2,300 chars")
     for name, row in result["golden"].items():
         if "error" in row:
             lines.append(f"  {name:<18} {row['error']}")

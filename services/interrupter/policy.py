@@ -46,6 +46,7 @@ _CAPABLE = 4  # "p.m.", "etc.", "Inc.": end a sentence whenever a capitalised wo
 _NUMBERED = 5  # "No." / "Vol.": a prefix before a digit, otherwise an ordinary word ("No. I…")
 _INITIAL = 6  # single capital letter ("J. R. Smith"): like _PROPER, but not "I"/"A" after it
 _LIST = 7  # "1." opening a sentence: a list marker, not a sentence of its own
+_TIME = 8  # "a.m." / "p.m.": like _CAPABLE, except in an opening phrase ("At 5 a.m. Mr. Lee…")
 
 _KINDS: dict[str, int] = {}
 for _group_kind, _group in (
@@ -58,8 +59,9 @@ for _group_kind, _group in (
     (_PROPER, "jr sr ave rd blvd u.s u.k u.n e.u"),
     (
         _CAPABLE,
-        "a.m p.m etc inc ltd co corp bros al ph.d jan feb mar apr jun jul aug sep sept oct nov dec",
+        "etc inc ltd co corp bros al ph.d jan feb mar apr jun jul aug sep sept oct nov dec",
     ),
+    (_TIME, "a.m p.m"),
     (_NUMBERED, "no nos vol fig ch pp"),
 ):
     _KINDS.update(dict.fromkeys(_group.split(), _group_kind))
@@ -76,6 +78,14 @@ _STARTER_WORDS = """
     one two three first second next finally last today tomorrow yesterday as for from with not
 """
 _STARTERS = frozenset(_STARTER_WORDS.split())
+# A time phrase opening a sentence ("At 5 a.m.", "By 9 p.m.") is followed by its clause, often a
+# name: the time is then no sentence end.
+_TIME_OPENERS = frozenset(
+    ["at", "by", "around", "about", "after", "before", "until", "till", "from", "since"])
+_MAX_TIME_PHRASE_CHARS = 40
+_I_WORDS = frozenset(["i", "i'm", "i've", "i'll", "i'd"])
+# ". . ." as STT and typists write it: one ellipsis ("words. . . ." keeps its period: ".…").
+_SPACED_ELLIPSIS_RE = re.compile(r"(?: \.){3}")
 
 
 def _kind(token: str, alone: bool) -> int:
@@ -102,12 +112,26 @@ def _next_word(text: str, start: int) -> str:
     return text[start:] if stop < 0 else text[start:stop]
 
 
+def _core(word: str) -> str:
+    return word.strip(_OPENERS + _TRAILING_PUNCT).replace("’", "'").lower()
+
+
 def _is_starter(word: str) -> bool:
-    core = word.strip(_OPENERS + _TRAILING_PUNCT).replace("’", "'").lower()
-    return core in _STARTERS
+    return _core(word) in _STARTERS
 
 
-def _is_boundary(run: str, token: str, alone: bool, word: str) -> bool:
+def _opens_with_time(text: str, sentence_start: int, token_start: int) -> bool:
+    """The sentence so far is a short time phrase: "At 5", "By 10:30" (before "a.m."/"p.m.")."""
+    # a trimmed start (-1) means a long sentence; the length cap keeps the decision the same
+    # whether or not tail trimming (see SentenceBudget) ever cut this sentence
+    if sentence_start < 0 or token_start - sentence_start > _MAX_TIME_PHRASE_CHARS:
+        return False
+    before = text[sentence_start:token_start].split()
+    return 0 < len(before) <= 3 and before[0].lstrip(_OPENERS).lower() in _TIME_OPENERS
+
+
+def _is_boundary(run: str, token: str, alone: bool, word: str,
+                 opens_with_time: bool = False) -> bool:
     """Decide a candidate that has a following ``word`` (so the decision is final)."""
     bare = word.lstrip(_OPENERS)
     first = bare[:1]
@@ -116,9 +140,17 @@ def _is_boundary(run: str, token: str, alone: bool, word: str) -> bool:
         return False
     if "?" in run or "!" in run:
         return True
-    if "…" in run or len(run) > 1:  # ellipsis: a pause unless a capitalised word follows
-        return first.isupper()
+    if "…" in run or len(run) > 1:
+        # an ellipsis is a pause unless a capitalised word follows; "I" after a bare ellipsis
+        # goes on trailing the same thought ("the thing is… I didn't mean it"), while a period
+        # before the ellipsis ("that.… I", "that.... I") ends the sentence
+        if not first.isupper():
+            return False
+        with_period = run.count(".") + 3 * run.count("…") >= 4
+        return with_period or _core(bare) not in _I_WORDS
     kind = _kind(token, alone)
+    if kind == _TIME:
+        kind = _PROPER if opens_with_time else _CAPABLE
     if kind == _ORDINARY:
         return True
     if kind == _NUMBERED:
@@ -166,7 +198,10 @@ def _scan(text: str, at_sentence_start: bool, complete: bool) -> tuple[int, int,
             if _ends_at_text_end(match.group(1), token, alone, complete):
                 total += 1
             break
-        if _is_boundary(match.group(1), token, alone, _next_word(text, after + 1)):
+        run = match.group(1)
+        timed = run == "." and _kind(token, alone) == _TIME and _opens_with_time(
+            text, sentence_start, token_start)
+        if _is_boundary(run, token, alone, _next_word(text, after + 1), timed):
             total += 1
             certain += 1
             resume = sentence_start = after + 1
@@ -174,7 +209,8 @@ def _scan(text: str, at_sentence_start: bool, complete: bool) -> tuple[int, int,
 
 
 def _normalise(text: str) -> str:
-    return " ".join(text.split())
+    text = " ".join(text.split())
+    return _SPACED_ELLIPSIS_RE.sub("…", text) if " . ." in text else text
 
 
 def count_sentences(text: str, *, complete: bool = False) -> int:

@@ -41,6 +41,14 @@ GOLDEN_RULES: tuple[GoldenCase, ...] = (
     GoldenCase("am_continuation", "The meeting starts at 9 a.m. and ends before lunch.", 1),
     GoldenCase("pm_then_capital", "The shop closes at 6 p.m. Please come earlier.", 2),
     GoldenCase("pm_at_end", "Our flight lands at 11 p.m.", 1),
+    GoldenCase(
+        "am_pm_then_title",
+        "At 5 a.m. Mr. Reyes went to the bank. He left the bank at 6 P.M. Mr. Reyes then went "
+        "to the store.",
+        3,
+    ),
+    GoldenCase("pm_upper_then_capital", "The store opens at 9 A.M. Please be on time.", 2),
+    GoldenCase("pm_then_title", "The train left at 7 p.m. Dr. Singh was on it.", 2),
     # e.g. / i.e. / etc.
     GoldenCase("eg_ie", "Bring something small, e.g. a book. Use cash, i.e. no cards.", 2),
     GoldenCase("etc_continuation", "We bought apples, pears, etc. and went home.", 1),
@@ -60,6 +68,18 @@ GOLDEN_RULES: tuple[GoldenCase, ...] = (
     GoldenCase("ellipsis_then_capital", "I wasn't sure... Maybe we should wait.", 2),
     GoldenCase("ellipsis_lowercase", "Well… that depends on the weather.", 1),
     GoldenCase("ellipsis_at_end", "And then it just stopped…", 1),
+    GoldenCase(
+        "ellipsis_spaced",
+        "One habit was somewhat weakened . . . was that of combining words into compounds. . . . "
+        "The practice was not abandoned. . . .",
+        2,
+    ),
+    GoldenCase(
+        "ellipsis_spaced_then_i",
+        "I wasn't really . . . well, what I mean...see . . . the thing is . . . I didn't mean it.",
+        1,
+    ),
+    GoldenCase("ellipsis_four_dots", "I never meant that.... She left the store.", 2),
     # ?! and !!
     GoldenCase("interrobang_double_bang", "Are you serious?! That's amazing!!", 2),
     # quotations and parentheses after terminal punctuation
@@ -78,8 +98,7 @@ GOLDEN_RULES: tuple[GoldenCase, ...] = (
     ),
 )
 
-assert len(GOLDEN_RULES) == 34
-assert len({case.name for case in GOLDEN_RULES}) == 34
+assert len({case.name for case in GOLDEN_RULES}) == len(GOLDEN_RULES) == 40
 
 # --- monologues ---------------------------------------------------------------------------------
 
