@@ -96,22 +96,24 @@ class Utterance:
     def script(self) -> dict[str, Any]:
         """JSON-able text and timings relative to the speech onset: what FakeDeepgram consumes.
 
-        "envelope" is the level of each 10 ms window from the onset to the end of speech (dBFS,
-        rounded): FakeDeepgram's `match="align"` mode finds which utterance, and where in it,
-        a burst of received speech is.
+        "envelope" is the level of each 10 ms window (dBFS, rounded), of the whole speech from
+        the onset and of each sentence from its own start: FakeDeepgram's recogniser finds which
+        sentence, and where in it, received speech is.
         """
         t0 = self.onset
         a = round(t0 * self.sample_rate)
         b = round(self.sentences[-1].end * self.sample_rate) if self.sentences else a
-        envelope = window_rms_dbfs(self.pcm[a:b], self.sample_rate)
         return {
             "text": self.text,
-            "envelope": [round(max(-100.0, float(x))) for x in envelope],
+            "envelope": self._envelope(a, b),
             "sentences": [
                 {
                     "text": s.text,
                     "start": round(s.start - t0, 4),
                     "end": round(s.end - t0, 4),
+                    "envelope": self._envelope(
+                        round(s.start * self.sample_rate), round(s.end * self.sample_rate)
+                    ),
                     "words": [
                         {
                             "text": w.text,
@@ -124,6 +126,10 @@ class Utterance:
                 for s in self.sentences
             ],
         }
+
+    def _envelope(self, a: int, b: int) -> list[float]:
+        levels = window_rms_dbfs(self.pcm[a:b], self.sample_rate)
+        return [round(max(-100.0, float(x)), 1) for x in levels]
 
     def padded(self, before_s: float = 0.0, after_s: float = 0.0) -> Utterance:
         """Silence before/after, timings shifted to match."""

@@ -1,0 +1,428 @@
+"""A pure speech recogniser for tests: it transcribes the known sentences it actually hears.
+
+    vocab = Vocabulary()
+    vocab.add(utterance)                       # a speech.Utterance or its .script() dict
+    rec = Recogniser(vocab, sample_rate=16000)
+    for tick in rec.push(pcm):                 # int16 mono, any chunking
+        tick.words                             # words due at tick.t (connection seconds)
+
+Every sentence of every registered utterance is one vocabulary entry: its exact duration, its
+words (espeak's approximate timings, see tests/support/speech.py) and its level envelope (dBFS
+per 10 ms window). The recogniser keeps its own sample clock and works on 10 ms windows:
+
+- Searching: from a voiced onset, `align_s` of received levels are compared with every entry at
+  every offset (median absolute dB difference: a hard cut or click at the edge does not spoil
+  it). The best fit below `align_max_db` is what is being said, and where in it: a burst that
+  starts mid-sentence (after discarded audio, or on a reconnected socket) gets only the words
+  from there. Entries with other texts that fit almost as well keep it listening, up to
+  `align_max_s`. Nothing fits: the audio is unknown, the search slides on, nothing is emitted.
+- Tracking: each further window must agree with the entry's envelope (within `track_tol_db`,
+  +-1 window). `lost_s` of disagreement (zeros or silence instead of voice, another sentence, a
+  gap in the stream) ends the sentence: no further word of it, and a fresh search starts there.
+- Emitting: a word is heard once the agreeing audio covers its end (a sentence's last word: the
+  exact sentence end; an inner word: its estimated end + `word_margin_s`, so an estimate that
+  runs early cannot beat the real voice) and is due `interim_delay_s` after its end, as a
+  streaming STT hears a word and then emits it. Silence and zeros match nothing, so they yield
+  nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+WINDOW_S = 0.01
+FLOOR_DB = -60.0  # levels are clipped here: zeros, dither and Opus noise all look alike
+
+
+@dataclass
+class RecogniserConfig:
+    interim_delay_s: float = 0.25  # a word is emitted this long after its audio ended
+    word_margin_s: float = 0.15  # agreeing audio past an inner word's estimated end (its error)
+    threshold_dbfs: float = -40.0  # a 10 ms window above this is voiced
+    min_onset_s: float = 0.03  # a voiced run this long is an onset
+    align_s: float = 0.4  # audio compared to identify what is said
+    align_max_s: float = 1.2  # listen up to this long to tell similar sentences apart
+    align_mid_s: float = 0.8  # a fit that starts mid-sentence must hold this long
+    onset_slack_s: float = 0.05  # fits this close to a sentence start count as its start
+    align_max_db: float = 1.5  # right entry: 0.1-0.5 dB (also 16 kHz, noise); wrong ones 2+
+    align_margin_db: float = 0.4  # the best must beat every other text by this much
+    track_max_db: float = 3.0  # running median |dB| difference (+-1 window) of a followed sentence
+    verify_lag_s: float = 0.1  # audio is verified this late (the running median needs it)
+    lost_s: float = 0.05  # voice gone (or a voice in a pause) this long: no longer heard
+
+
+@dataclass(frozen=True)
+class KnownWord:
+    text: str  # punctuated, as spoken in the scenario ("Hello,")
+    word: str  # normalised, as Deepgram's "word" ("hello")
+    start: float  # seconds from the sentence start
+    end: float
+
+
+@dataclass
+class Entry:
+    """One known sentence."""
+
+    text: str
+    words: list[KnownWord]
+    envelope: np.ndarray  # dBFS per window from the sentence start, clipped to FLOOR_DB
+    duration: float  # exact (trimmed audio), unlike inner word ends
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"[^\w'$%.-]|(?<!\d)\.|\.(?!\d)", "", text.lower()) or text.lower()
+
+
+class Vocabulary:
+    """The sentences the recogniser can hear; `add` takes what the scenario may say."""
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+
+    def add(self, utterance: Any) -> list[Entry]:
+        """A `speech.Utterance`, its `.script()` dict, or such a dict from JSON."""
+        data = utterance.script() if hasattr(utterance, "script") else utterance
+        whole = data.get("envelope")
+        added = []
+        for s in data["sentences"]:
+            env = s.get("envelope")
+            if env is None and whole is not None:  # an older script: cut the whole envelope
+                env = whole[round(s["start"] / WINDOW_S) : round(s["end"] / WINDOW_S)]
+            if not env or not s["words"]:
+                raise ValueError(f"sentence {s.get('text')!r} has no envelope or no words")
+            t0 = float(s["start"])
+            words = [
+                KnownWord(w["text"], normalise(w["text"]), w["start"] - t0, w["end"] - t0)
+                for w in s["words"]
+            ]
+            entry = Entry(
+                s["text"],
+                words,
+                np.clip(np.asarray(env, dtype=np.float64), FLOOR_DB, 0.0),
+                float(s["end"]) - t0,
+            )
+            if not any(_same(entry, e) for e in self.entries):  # scenarios repeat sentences
+                self.entries.append(entry)
+                added.append(entry)
+        return added
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+def _same(a: Entry, b: Entry) -> bool:
+    return a.text == b.text and np.array_equal(a.envelope, b.envelope)
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A recognised word on the connection's timeline."""
+
+    text: str
+    word: str
+    start: float
+    end: float  # where its audio ended (the sentence end for a last word)
+    due: float  # when it may be emitted: end + interim_delay_s
+    sentence: str
+    index: int  # position in the sentence
+
+
+@dataclass
+class Tick:
+    """One 10 ms window processed: its end time and what happened in it."""
+
+    t: float
+    voiced: bool
+    onset: bool = False  # a voiced run just became an onset (started at onset_t)
+    onset_t: float = 0.0
+    words: list[Heard] = field(default_factory=list)
+
+
+@dataclass
+class _Track:
+    entry: Entry
+    shift: int  # received window index of the entry's window 0
+    good: int = 0  # entry windows verified (a prefix)
+    bad_run: int = 0  # consecutive windows of voice gone / voice where none belongs
+    diffs: deque[float] = field(default_factory=lambda: deque(maxlen=30))  # |dB| vs entry
+    next_word: int = 0
+
+
+class Recogniser:
+    def __init__(
+        self, vocab: Vocabulary, sample_rate: int, config: RecogniserConfig | None = None
+    ) -> None:
+        self.vocab = vocab
+        self.rate = sample_rate
+        self.cfg = config or RecogniserConfig()
+        self.n = round(sample_rate * WINDOW_S)  # samples per window
+        self._buf = np.zeros(0, np.int16)
+        self.levels: list[float] = []  # every window received, clipped dB
+        self.voiced_run = 0
+        self.last_voiced = 0.0  # end time of the last voiced window
+        self.search_from: int | None = None
+        self.track: _Track | None = None
+        self._last: _Track | None = None  # for a track re-found after a glitch
+        self._cands: tuple[int, list[tuple[float, Entry, int]]] | None = None
+        self.pending: list[Heard] = []
+        self.stats: dict[str, int] = {}  # recognised, unknown, lost, words_skipped, words
+        self.log: list[tuple[float, str, int, float]] = []  # (t, sentence, offset windows, dB)
+
+    @property
+    def t(self) -> float:
+        return len(self.levels) * WINDOW_S
+
+    @property
+    def busy(self) -> bool:
+        """Words may still come for audio already received (a sentence under way or unsure)."""
+        return bool(self.pending) or self.search_from is not None or (
+            self.track is not None and self.track.next_word < len(self.track.entry.words)
+        )
+
+    def push(self, pcm: np.ndarray) -> Iterator[Tick]:
+        buf = np.concatenate([self._buf, np.asarray(pcm, dtype=np.int16)])
+        k = len(buf) // self.n
+        self._buf = buf[k * self.n :]
+        if k == 0:
+            return
+        x = buf[: k * self.n].astype(np.float64).reshape(k, self.n)
+        levels = 20 * np.log10(np.maximum(np.sqrt((x * x).mean(axis=1)) / 32768.0, 1e-6))
+        for level in levels:
+            yield self._step(float(level))
+
+    def flush(self) -> list[Heard]:
+        """Everything heard so far, due or not (Deepgram's Finalize: transcribe what you have)."""
+        if self.track is None and self.search_from is not None:
+            self._identify(final=True)
+        if self.track is not None:
+            self._hear(self.track, flushing=True)
+        out, self.pending = self.pending, []
+        self._count("words", len(out))
+        return out
+
+    # --- per window -----------------------------------------------------------------------
+
+    def _step(self, level: float) -> Tick:
+        cfg = self.cfg
+        i = len(self.levels)
+        voiced = level > cfg.threshold_dbfs
+        self.levels.append(max(FLOOR_DB, min(0.0, level)))
+        tick = Tick(self.t, voiced)
+        self.voiced_run = self.voiced_run + 1 if voiced else 0
+        if voiced:
+            self.last_voiced = self.t
+        if self.voiced_run == _windows(cfg.min_onset_s):
+            tick.onset, tick.onset_t = True, (i + 1 - self.voiced_run) * WINDOW_S
+        if self.track is not None:
+            self._follow(self.track, i)
+        if self.track is None:
+            if self.search_from is None and tick.onset:
+                self.search_from = i + 1 - self.voiced_run
+            if self.search_from is not None and (i + 1 - self.search_from) >= _windows(
+                cfg.align_s
+            ):
+                self._identify()
+        due = [w for w in self.pending if w.due <= self.t + 1e-9]
+        if due:
+            self.pending = [w for w in self.pending if w.due > self.t + 1e-9]
+            tick.words = due
+            self._count("words", len(due))
+        return tick
+
+    def _follow(self, tr: _Track, i: int) -> None:
+        """Verify window i against the entry; end the track when it is done or lost."""
+        cfg, env = self.cfg, tr.entry.envelope
+        j = i - tr.shift
+        if j >= len(env):  # the sentence is over: its tail is verified if nothing went wrong
+            if tr.bad_run == 0 and self._fits(tr):
+                tr.good = len(env)
+            self._hear(tr)
+            self._end_track(tr, resume_at=i if self._voiced(i) else None)
+            return
+        level, near = self.levels[i], env[max(0, j - 1) : j + 2]
+        thr = cfg.threshold_dbfs
+        gone = level <= thr and near.min() > thr + 6  # silence or zeros where the voice is
+        extra = level > thr + 6 and near.max() <= thr  # a voice where the sentence pauses
+        if gone or extra:
+            tr.bad_run += 1
+            if tr.bad_run >= _windows(cfg.lost_s):
+                first_bad = i + 1 - tr.bad_run
+                if self._fits(tr):  # what came before the cut was this sentence
+                    tr.good = max(tr.good, first_bad - tr.shift)
+                self._lose(tr, first_bad)
+            return
+        tr.bad_run = 0
+        tr.diffs.append(float(np.min(np.abs(near - level))))
+        if not self._fits(tr):  # drifted into other speech
+            self._lose(tr, i + 1 - len(tr.diffs) // 2)
+            return
+        # verified with a lag: drift shows in the running median only after a while
+        tr.good = max(tr.good, j + 1 - _windows(cfg.verify_lag_s))
+        self._hear(tr)
+
+    def _fits(self, tr: _Track) -> bool:
+        d = tr.diffs
+        return len(d) < 10 or float(np.median(d)) <= self.cfg.track_max_db
+
+    def _lose(self, tr: _Track, from_window: int) -> None:
+        self._count("lost")
+        self._hear(tr)
+        voiced = [k for k in range(max(from_window, 0), len(self.levels)) if self._voiced(k)]
+        self._end_track(tr, resume_at=voiced[0] if voiced else None)
+
+    def _hear(self, tr: _Track, *, flushing: bool = False) -> None:
+        """Move words whose audio has been verified into `pending`."""
+        cfg, words = self.cfg, tr.entry.words
+        good_s = tr.good * WINDOW_S
+        complete = tr.good >= len(tr.entry.envelope) - 2  # the sentence end (to 20 ms)
+        base = tr.shift * WINDOW_S
+        while tr.next_word < len(words):
+            k = tr.next_word
+            w = words[k]
+            last = k == len(words) - 1
+            if last and not complete:
+                break
+            end = tr.entry.duration if last else w.end
+            if not last and not complete and good_s < w.end + (0 if flushing else cfg.word_margin_s):
+                break
+            self.pending.append(
+                Heard(
+                    w.text,
+                    w.word,
+                    round(base + w.start, 3),
+                    round(base + end, 3),
+                    base + end + cfg.interim_delay_s,
+                    tr.entry.text,
+                    k,
+                )
+            )
+            tr.next_word += 1
+
+    def _end_track(self, tr: _Track, resume_at: int | None) -> None:
+        self.track, self._last = None, tr
+        self.search_from = resume_at
+
+    # --- identification -------------------------------------------------------------------
+
+    def _identify(self, *, final: bool = False) -> None:
+        """Place the audio since `search_from` in the vocabulary, or slide on."""
+        cfg = self.cfg
+        assert self.search_from is not None
+        start = self.search_from
+        recv = np.asarray(self.levels[start:])
+        m = _windows(cfg.align_s)
+        if final and int(np.sum(recv > cfg.threshold_dbfs)) < 10:
+            self.search_from = None
+            return
+        if self._cands is None or self._cands[0] != start:
+            self._cands = (start, self._candidates(recv[:m]))
+        ok = [c for c in self._cands[1] if c[0] <= cfg.align_max_db]
+        if ok and len(recv) > m:  # listening on: judge on all the audio heard so far
+            ok = sorted(
+                ((_score(e.envelope, off, recv), e, off) for _, e, off in ok), key=lambda c: c[0]
+            )
+            ok = [c for c in ok if c[0] <= cfg.align_max_db]
+        if not ok:
+            if not final:
+                self._slide(start)
+            else:
+                self.search_from = None
+            return
+        score, entry, off = ok[0]
+        said = _upcoming(entry, off)
+        unsure = any(
+            c[0] - score < cfg.align_margin_db and _upcoming(c[1], c[2]) != said for c in ok[1:]
+        )
+        if unsure and len(recv) < _windows(cfg.align_max_s) and not final:
+            return  # another sentence fits almost as well and says otherwise: listen on
+        if off > _windows(cfg.onset_slack_s) and not final:
+            # mid-sentence there are many more places to fit by chance: more evidence, and a
+            # sentence's tail must be followed by a pause, not by more (unknown) speech
+            rest = len(entry.envelope) - off
+            pause = _windows(cfg.lost_s) * 2
+            if rest < _windows(cfg.align_mid_s):  # a short tail fits too much by chance
+                self._slide(start)
+                return
+            if len(recv) < _windows(cfg.align_mid_s):
+                return
+            after = recv[rest : rest + pause]
+            if len(after) and np.mean(after > cfg.threshold_dbfs) > 0.3:
+                self._slide(start)
+                return
+        self._start_track(entry, off, start, score)
+
+    def _candidates(self, recv: np.ndarray) -> list[tuple[float, Entry, int]]:
+        """Best (score, entry, offset) per entry for `recv` at the start of the search."""
+        out = []
+        m = len(recv)
+        for e in self.vocab.entries:
+            env = e.envelope
+            padded = np.concatenate([env, np.full(m, FLOOR_DB)])
+            windows = np.lib.stride_tricks.sliding_window_view(padded, m)[: len(env)]
+            dist = np.median(np.abs(windows - recv), axis=1)
+            # the search starts on a voiced window: where the entry is silent cannot be it
+            near = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
+            dist[near <= self.cfg.threshold_dbfs] = np.inf
+            k = int(np.argmin(dist))
+            out.append((float(dist[k]), e, k))
+        out.sort(key=lambda c: c[0])
+        return out
+
+    def _slide(self, start: int) -> None:
+        """Unknown audio at `start`: try again from the next voiced window 0.1 s later."""
+        self._count("unknown_slides")
+        later = [k for k in range(start + 10, len(self.levels)) if self._voiced(k)]
+        if self.search_from is not None and self.search_from == start and not later:
+            self._count("unknown")
+        self.search_from = later[0] if later else None
+
+    def _start_track(self, entry: Entry, offset: int, start: int, score: float) -> None:
+        tr = _Track(entry, shift=start - offset)
+        tr.next_word = len(entry.words) - len(_upcoming(entry, offset, len(entry.words)))
+        last = self._last
+        if last is not None and last.entry is entry and abs(last.shift - tr.shift) <= 3:
+            # the same sentence re-found after a glitch: carry on, say nothing twice
+            skipped = max(0, tr.next_word - last.next_word)
+            tr.next_word = max(tr.next_word, last.next_word)
+        else:
+            skipped = tr.next_word
+        self._count("words_skipped", skipped)
+        self._count("recognised")
+        self.log.append((round(start * WINDOW_S, 3), entry.text, offset, round(score, 2)))
+        self._cands = None
+        self.track, self.search_from = tr, None
+        # replay the windows heard while identifying through the verifier
+        tr.good = offset
+        for i in range(start, len(self.levels)):
+            if self.track is not tr:
+                break
+            self._follow(tr, i)
+
+    def _voiced(self, i: int) -> bool:
+        return self.levels[i] > self.cfg.threshold_dbfs
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
+
+
+def _upcoming(entry: Entry, offset: int, n: int = 3) -> tuple[str, ...]:
+    """The next words heard from window `offset` of a sentence (what a pick would emit)."""
+    t = offset * WINDOW_S
+    return tuple(w.word for w in entry.words if (w.start + w.end) / 2 >= t)[:n]
+
+
+def _score(env: np.ndarray, offset: int, recv: np.ndarray) -> float:
+    seg = env[offset : offset + len(recv)]
+    if len(seg) < len(recv):
+        seg = np.concatenate([seg, np.full(len(recv) - len(seg), FLOOR_DB)])
+    return float(np.median(np.abs(seg - recv)))
+
+
+def _windows(seconds: float) -> int:
+    return max(1, round(seconds / WINDOW_S))
