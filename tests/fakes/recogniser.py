@@ -29,7 +29,7 @@ per 10 ms window). The recogniser keeps its own sample clock and works on 10 ms 
 from __future__ import annotations
 
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +48,7 @@ class RecogniserConfig:
     min_onset_s: float = 0.03  # a voiced run this long is an onset
     align_s: float = 0.4  # audio compared to identify what is said
     align_max_s: float = 1.2  # listen up to this long to tell similar sentences apart
+    min_voiced_s: float = 0.1  # voice needed in the first align_s to try at all
     align_mid_s: float = 0.8  # a fit that starts mid-sentence must hold this long
     onset_slack_s: float = 0.05  # fits this close to a sentence start count as its start
     align_max_db: float = 1.5  # right entry: 0.1-0.5 dB (also 16 kHz, noise); wrong ones 2+
@@ -156,7 +157,11 @@ class _Track:
 
 class Recogniser:
     def __init__(
-        self, vocab: Vocabulary, sample_rate: int, config: RecogniserConfig | None = None
+        self,
+        vocab: Vocabulary,
+        sample_rate: int,
+        config: RecogniserConfig | None = None,
+        counts: Counter[str] | None = None,
     ) -> None:
         self.vocab = vocab
         self.rate = sample_rate
@@ -171,7 +176,8 @@ class Recogniser:
         self._last: _Track | None = None  # for a track re-found after a glitch
         self._cands: tuple[int, list[tuple[float, Entry, int]]] | None = None
         self.pending: list[Heard] = []
-        self.stats: dict[str, int] = {}  # recognised, unknown, lost, words_skipped, words
+        # recognised, unknown, unknown_slides, lost, words_skipped, words (shareable)
+        self.stats: Counter[str] = Counter() if counts is None else counts
         self.log: list[tuple[float, str, int, float]] = []  # (t, sentence, offset windows, dB)
 
     @property
@@ -200,8 +206,11 @@ class Recogniser:
         """Everything heard so far, due or not (Deepgram's Finalize: transcribe what you have)."""
         if self.track is None and self.search_from is not None:
             self._identify(final=True)
-        if self.track is not None:
-            self._hear(self.track, flushing=True)
+        tr = self.track
+        if tr is not None:
+            if tr.bad_run == 0 and self._fits(tr):  # no more audio to wait for: verified
+                tr.good = max(tr.good, len(self.levels) - tr.shift)
+            self._hear(tr, flushing=True)
         out, self.pending = self.pending, []
         self._count("words", len(out))
         return out
@@ -289,7 +298,8 @@ class Recogniser:
             if last and not complete:
                 break
             end = tr.entry.duration if last else w.end
-            if not last and not complete and good_s < w.end + (0 if flushing else cfg.word_margin_s):
+            margin = 0.0 if flushing else cfg.word_margin_s
+            if not last and not complete and good_s < w.end + margin:
                 break
             self.pending.append(
                 Heard(
@@ -311,15 +321,17 @@ class Recogniser:
     # --- identification -------------------------------------------------------------------
 
     def _identify(self, *, final: bool = False) -> None:
-        """Place the audio since `search_from` in the vocabulary, or slide on."""
+        """Place the audio since `search_from` in the vocabulary, or slide on.
+
+        `final`: no more audio will come (Finalize): decide on what there is.
+        """
         cfg = self.cfg
         assert self.search_from is not None
         start = self.search_from
         recv = np.asarray(self.levels[start:])
         m = _windows(cfg.align_s)
-        if final and int(np.sum(recv > cfg.threshold_dbfs)) < 10:
-            self.search_from = None
-            return
+        if int(np.sum(recv[:m] > cfg.threshold_dbfs)) < _windows(cfg.min_voiced_s):
+            return self._reject(start, final)  # a fragment: silence fits every sentence
         if self._cands is None or self._cands[0] != start:
             self._cands = (start, self._candidates(recv[:m]))
         ok = [c for c in self._cands[1] if c[0] <= cfg.align_max_db]
@@ -329,33 +341,37 @@ class Recogniser:
             )
             ok = [c for c in ok if c[0] <= cfg.align_max_db]
         if not ok:
-            if not final:
-                self._slide(start)
-            else:
-                self.search_from = None
-            return
+            return self._reject(start, final)
         score, entry, off = ok[0]
+        if off > _windows(cfg.onset_slack_s):
+            # mid-sentence there are many more places to fit by chance: a short tail fits
+            # too much, and the fit must hold longer and be followed by a pause
+            rest = len(entry.envelope) - off
+            if rest < _windows(cfg.align_mid_s):
+                return self._reject(start, final)
+            if len(recv) < _windows(cfg.align_mid_s) and not final:
+                return None
+            after = recv[rest : rest + 2 * _windows(cfg.lost_s)]
+            if len(after) and np.mean(after > cfg.threshold_dbfs) > 0.3:
+                return self._reject(start, final)
         said = _upcoming(entry, off)
         unsure = any(
             c[0] - score < cfg.align_margin_db and _upcoming(c[1], c[2]) != said for c in ok[1:]
         )
         if unsure and len(recv) < _windows(cfg.align_max_s) and not final:
-            return  # another sentence fits almost as well and says otherwise: listen on
-        if off > _windows(cfg.onset_slack_s) and not final:
-            # mid-sentence there are many more places to fit by chance: more evidence, and a
-            # sentence's tail must be followed by a pause, not by more (unknown) speech
-            rest = len(entry.envelope) - off
-            pause = _windows(cfg.lost_s) * 2
-            if rest < _windows(cfg.align_mid_s):  # a short tail fits too much by chance
-                self._slide(start)
-                return
-            if len(recv) < _windows(cfg.align_mid_s):
-                return
-            after = recv[rest : rest + pause]
-            if len(after) and np.mean(after > cfg.threshold_dbfs) > 0.3:
-                self._slide(start)
-                return
+            return None  # another sentence fits almost as well and says otherwise: listen on
         self._start_track(entry, off, start, score)
+        return None
+
+    def _reject(self, start: int, final: bool) -> None:
+        """Nothing known at `start`: try again from the next voiced window 0.1 s later."""
+        self._count("unknown_slides")
+        later = [] if final else [
+            k for k in range(start + 10, len(self.levels)) if self._voiced(k)
+        ]
+        if not later:
+            self._count("unknown")
+        self.search_from = later[0] if later else None
 
     def _candidates(self, recv: np.ndarray) -> list[tuple[float, Entry, int]]:
         """Best (score, entry, offset) per entry for `recv` at the start of the search."""
@@ -373,14 +389,6 @@ class Recogniser:
             out.append((float(dist[k]), e, k))
         out.sort(key=lambda c: c[0])
         return out
-
-    def _slide(self, start: int) -> None:
-        """Unknown audio at `start`: try again from the next voiced window 0.1 s later."""
-        self._count("unknown_slides")
-        later = [k for k in range(start + 10, len(self.levels)) if self._voiced(k)]
-        if self.search_from is not None and self.search_from == start and not later:
-            self._count("unknown")
-        self.search_from = later[0] if later else None
 
     def _start_track(self, entry: Entry, offset: int, start: int, score: float) -> None:
         tr = _Track(entry, shift=start - offset)
@@ -408,7 +416,7 @@ class Recogniser:
         return self.levels[i] > self.cfg.threshold_dbfs
 
     def _count(self, key: str, n: int = 1) -> None:
-        self.stats[key] = self.stats.get(key, 0) + n
+        self.stats[key] += n
 
 
 def _upcoming(entry: Entry, offset: int, n: int = 3) -> tuple[str, ...]:
