@@ -51,7 +51,7 @@ class RecogniserConfig:
     min_voiced_s: float = 0.1  # voice needed in the first align_s to try at all
     align_mid_s: float = 0.8  # a fit that starts mid-sentence must hold this long
     onset_slack_s: float = 0.05  # fits this close to a sentence start count as its start
-    align_max_db: float = 1.5  # right entry: 0.1-0.5 dB (also 16 kHz, noise); wrong ones 2+
+    align_max_db: float = 0.8  # the right sentence: 0.0-0.4 dB (also after Opus); others 1+
     align_margin_db: float = 0.4  # the best must beat every other text by this much
     track_max_db: float = 3.0  # running median |dB| difference (+-1 window) of a followed sentence
     verify_lag_s: float = 0.1  # audio is verified this late (the running median needs it)
@@ -67,12 +67,20 @@ class KnownWord:
 
 
 @dataclass
+class View:
+    """A sentence's levels on one phase of the 10 ms window grid."""
+
+    env: np.ndarray  # dBFS per window, clipped to FLOOR_DB
+    t0: float  # sentence time where window 0 starts
+
+
+@dataclass
 class Entry:
     """One known sentence."""
 
     text: str
     words: list[KnownWord]
-    envelope: np.ndarray  # dBFS per window from the sentence start, clipped to FLOOR_DB
+    views: list[View]  # received windows fall anywhere: one view per 2.5 ms phase
     duration: float  # exact (trimmed audio), unlike inner word ends
 
 
@@ -92,22 +100,15 @@ class Vocabulary:
         whole = data.get("envelope")
         added = []
         for s in data["sentences"]:
-            env = s.get("envelope")
-            if env is None and whole is not None:  # an older script: cut the whole envelope
-                env = whole[round(s["start"] / WINDOW_S) : round(s["end"] / WINDOW_S)]
-            if not env or not s["words"]:
+            views = _views(s, whole)
+            if not views or not s["words"]:
                 raise ValueError(f"sentence {s.get('text')!r} has no envelope or no words")
             t0 = float(s["start"])
             words = [
                 KnownWord(w["text"], normalise(w["text"]), w["start"] - t0, w["end"] - t0)
                 for w in s["words"]
             ]
-            entry = Entry(
-                s["text"],
-                words,
-                np.clip(np.asarray(env, dtype=np.float64), FLOOR_DB, 0.0),
-                float(s["end"]) - t0,
-            )
+            entry = Entry(s["text"], words, views, float(s["end"]) - t0)
             if not any(_same(entry, e) for e in self.entries):  # scenarios repeat sentences
                 self.entries.append(entry)
                 added.append(entry)
@@ -118,7 +119,22 @@ class Vocabulary:
 
 
 def _same(a: Entry, b: Entry) -> bool:
-    return a.text == b.text and np.array_equal(a.envelope, b.envelope)
+    return a.text == b.text and np.array_equal(a.views[0].env, b.views[0].env)
+
+
+def _views(s: dict[str, Any], whole: list[float] | None) -> list[View]:
+    def clip(x: Any) -> np.ndarray:
+        return np.clip(np.asarray(x, dtype=np.float64), FLOOR_DB, 0.0)
+
+    lv = s.get("levels")
+    if lv:  # fine levels: every hop, phase p is every (window / hop)-th value from p
+        step = max(1, round(WINDOW_S / lv["hop_s"]))
+        db = lv["db"]
+        return [View(clip(db[p::step]), lv["start_s"] + p * lv["hop_s"]) for p in range(step)]
+    env = s.get("envelope")
+    if env is None and whole is not None:  # an older script: cut the whole envelope
+        env = whole[round(s["start"] / WINDOW_S) : round(s["end"] / WINDOW_S)]
+    return [View(clip(env), 0.0)] if env else []
 
 
 @dataclass(frozen=True)
@@ -148,7 +164,8 @@ class Tick:
 @dataclass
 class _Track:
     entry: Entry
-    shift: int  # received window index of the entry's window 0
+    view: View
+    shift: int  # received window index of the view's window 0
     good: int = 0  # entry windows verified (a prefix)
     bad_run: int = 0  # consecutive windows of voice gone / voice where none belongs
     diffs: deque[float] = field(default_factory=lambda: deque(maxlen=30))  # |dB| vs entry
@@ -174,7 +191,7 @@ class Recogniser:
         self.search_from: int | None = None
         self.track: _Track | None = None
         self._last: _Track | None = None  # for a track re-found after a glitch
-        self._cands: tuple[int, list[tuple[float, Entry, int]]] | None = None
+        self._cands: tuple[int, list[tuple[float, Entry, View, int]]] | None = None
         self.pending: list[Heard] = []
         # recognised, unknown, unknown_slides, lost, words_skipped, words (shareable)
         self.stats: Counter[str] = Counter() if counts is None else counts
@@ -246,7 +263,7 @@ class Recogniser:
 
     def _follow(self, tr: _Track, i: int) -> None:
         """Verify window i against the entry; end the track when it is done or lost."""
-        cfg, env = self.cfg, tr.entry.envelope
+        cfg, env = self.cfg, tr.view.env
         j = i - tr.shift
         if j >= len(env):  # the sentence is over: its tail is verified if nothing went wrong
             if tr.bad_run == 0 and self._fits(tr):
@@ -288,9 +305,9 @@ class Recogniser:
     def _hear(self, tr: _Track, *, flushing: bool = False) -> None:
         """Move words whose audio has been verified into `pending`."""
         cfg, words = self.cfg, tr.entry.words
-        good_s = tr.good * WINDOW_S
-        complete = tr.good >= len(tr.entry.envelope) - 2  # the sentence end (to 20 ms)
-        base = tr.shift * WINDOW_S
+        good_s = tr.view.t0 + tr.good * WINDOW_S  # sentence time verified
+        complete = tr.good >= len(tr.view.env) - 2  # the sentence end (to 20 ms)
+        base = _base(tr)
         while tr.next_word < len(words):
             k = tr.next_word
             w = words[k]
@@ -307,7 +324,8 @@ class Recogniser:
                     w.word,
                     round(base + w.start, 3),
                     round(base + end, 3),
-                    base + end + cfg.interim_delay_s,
+                    # a window of slack: the fit places the sentence to +-1 window
+                    base + end + cfg.interim_delay_s + WINDOW_S,
                     tr.entry.text,
                     k,
                 )
@@ -337,16 +355,17 @@ class Recogniser:
         ok = [c for c in self._cands[1] if c[0] <= cfg.align_max_db]
         if ok and len(recv) > m:  # listening on: judge on all the audio heard so far
             ok = sorted(
-                ((_score(e.envelope, off, recv), e, off) for _, e, off in ok), key=lambda c: c[0]
+                ((_score(v.env, off, recv), e, v, off) for _, e, v, off in ok),
+                key=lambda c: c[0],
             )
             ok = [c for c in ok if c[0] <= cfg.align_max_db]
         if not ok:
             return self._reject(start, final)
-        score, entry, off = ok[0]
-        if off > _windows(cfg.onset_slack_s):
+        score, entry, view, off = ok[0]
+        if view.t0 + off * WINDOW_S > cfg.onset_slack_s:
             # mid-sentence there are many more places to fit by chance: a short tail fits
             # too much, and the fit must hold longer and be followed by a pause
-            rest = len(entry.envelope) - off
+            rest = len(view.env) - off
             if rest < _windows(cfg.align_mid_s):
                 return self._reject(start, final)
             if len(recv) < _windows(cfg.align_mid_s) and not final:
@@ -354,13 +373,14 @@ class Recogniser:
             after = recv[rest : rest + 2 * _windows(cfg.lost_s)]
             if len(after) and np.mean(after > cfg.threshold_dbfs) > 0.3:
                 return self._reject(start, final)
-        said = _upcoming(entry, off)
+        said = _upcoming(entry, view, off)
         unsure = any(
-            c[0] - score < cfg.align_margin_db and _upcoming(c[1], c[2]) != said for c in ok[1:]
+            c[0] - score < cfg.align_margin_db and _upcoming(c[1], c[2], c[3]) != said
+            for c in ok[1:]
         )
         if unsure and len(recv) < _windows(cfg.align_max_s) and not final:
             return None  # another sentence fits almost as well and says otherwise: listen on
-        self._start_track(entry, off, start, score)
+        self._start_track(entry, view, off, start, score)
         return None
 
     def _reject(self, start: int, final: bool) -> None:
@@ -373,28 +393,35 @@ class Recogniser:
             self._count("unknown")
         self.search_from = later[0] if later else None
 
-    def _candidates(self, recv: np.ndarray) -> list[tuple[float, Entry, int]]:
-        """Best (score, entry, offset) per entry for `recv` at the start of the search."""
+    def _candidates(self, recv: np.ndarray) -> list[tuple[float, Entry, View, int]]:
+        """Best (score, entry, view, offset) per entry for `recv` at the start of the search."""
         out = []
         m = len(recv)
         for e in self.vocab.entries:
-            env = e.envelope
-            padded = np.concatenate([env, np.full(m, FLOOR_DB)])
-            windows = np.lib.stride_tricks.sliding_window_view(padded, m)[: len(env)]
-            dist = np.median(np.abs(windows - recv), axis=1)
-            # the search starts on a voiced window: where the entry is silent cannot be it
-            near = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
-            dist[near <= self.cfg.threshold_dbfs] = np.inf
-            k = int(np.argmin(dist))
-            out.append((float(dist[k]), e, k))
+            best: tuple[float, Entry, View, int] | None = None
+            for v in e.views:
+                env = v.env
+                padded = np.concatenate([env, np.full(m, FLOOR_DB)])
+                windows = np.lib.stride_tricks.sliding_window_view(padded, m)[: len(env)]
+                dist = np.median(np.abs(windows - recv), axis=1)
+                # the search starts on a voiced window: where the entry is silent cannot be it
+                near = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
+                dist[near <= self.cfg.threshold_dbfs] = np.inf
+                k = int(np.argmin(dist))
+                if best is None or dist[k] < best[0]:
+                    best = (float(dist[k]), e, v, k)
+            if best is not None:
+                out.append(best)
         out.sort(key=lambda c: c[0])
         return out
 
-    def _start_track(self, entry: Entry, offset: int, start: int, score: float) -> None:
-        tr = _Track(entry, shift=start - offset)
-        tr.next_word = len(entry.words) - len(_upcoming(entry, offset, len(entry.words)))
+    def _start_track(
+        self, entry: Entry, view: View, offset: int, start: int, score: float
+    ) -> None:
+        tr = _Track(entry, view, shift=start - offset)
+        tr.next_word = len(entry.words) - len(_upcoming(entry, view, offset, len(entry.words)))
         last = self._last
-        if last is not None and last.entry is entry and abs(last.shift - tr.shift) <= 3:
+        if last is not None and last.entry is entry and abs(_base(last) - _base(tr)) <= 0.03:
             # the same sentence re-found after a glitch: carry on, say nothing twice
             skipped = max(0, tr.next_word - last.next_word)
             tr.next_word = max(tr.next_word, last.next_word)
@@ -402,7 +429,8 @@ class Recogniser:
             skipped = tr.next_word
         self._count("words_skipped", skipped)
         self._count("recognised")
-        self.log.append((round(start * WINDOW_S, 3), entry.text, offset, round(score, 2)))
+        at = round(view.t0 + offset * WINDOW_S, 3)
+        self.log.append((round(start * WINDOW_S, 3), entry.text, at, round(score, 2)))
         self._cands = None
         self.track, self.search_from = tr, None
         # replay the windows heard while identifying through the verifier
@@ -419,9 +447,14 @@ class Recogniser:
         self.stats[key] += n
 
 
-def _upcoming(entry: Entry, offset: int, n: int = 3) -> tuple[str, ...]:
-    """The next words heard from window `offset` of a sentence (what a pick would emit)."""
-    t = offset * WINDOW_S
+def _base(tr: _Track) -> float:
+    """Received time of the track's sentence time 0."""
+    return tr.shift * WINDOW_S - tr.view.t0
+
+
+def _upcoming(entry: Entry, view: View, offset: int, n: int = 3) -> tuple[str, ...]:
+    """The next words heard from window `offset` of a view (what a pick would emit)."""
+    t = view.t0 + offset * WINDOW_S
     return tuple(w.word for w in entry.words if (w.start + w.end) / 2 >= t)[:n]
 
 
