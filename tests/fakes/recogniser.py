@@ -119,7 +119,9 @@ class Vocabulary:
 
 
 def _same(a: Entry, b: Entry) -> bool:
-    return a.text == b.text and np.array_equal(a.views[0].env, b.views[0].env)
+    """The same sentence from the same synthesis (resampling edges differ by a few 0.1 dB)."""
+    x, y = a.views[0].env, b.views[0].env
+    return a.text == b.text and len(x) == len(y) and bool(np.allclose(x, y, atol=1.0))
 
 
 def _views(s: dict[str, Any], whole: list[float] | None) -> list[View]:
