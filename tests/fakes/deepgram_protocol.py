@@ -141,8 +141,15 @@ class Listener:
         u.last_end = words[-1].end
         for w in words:
             self.words.append(
-                {"conn": self.id, "word": w.text, "start": w.start, "end": w.end,
-                 "emitted_at": round(now, 3), "sentence": w.sentence, "index": w.index}
+                {
+                    "conn": self.id,
+                    "word": w.text,
+                    "start": w.start,
+                    "end": w.end,
+                    "emitted_at": round(now, 3),
+                    "sentence": w.sentence,
+                    "index": w.index,
+                }
             )
         return out
 

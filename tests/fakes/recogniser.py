@@ -6,19 +6,20 @@
     for tick in rec.push(pcm):                 # int16 mono, any chunking
         tick.words                             # words due at tick.t (connection seconds)
 
-Every sentence of every registered utterance is one vocabulary entry: its exact duration, its
-words (espeak's approximate timings, see tests/support/speech.py) and its level envelope (dBFS
-per 10 ms window). The recogniser keeps its own sample clock and works on 10 ms windows:
+The vocabulary (vocabulary.py) holds every sentence that may be said, with its words and its
+level envelope. The recogniser keeps its own sample clock and works on 10 ms windows:
 
-- Searching: from a voiced onset, `align_s` of received levels are compared with every entry at
-  every offset (median absolute dB difference: a hard cut or click at the edge does not spoil
-  it). The best fit below `align_max_db` is what is being said, and where in it: a burst that
-  starts mid-sentence (after discarded audio, or on a reconnected socket) gets only the words
-  from there. Entries with other texts that fit almost as well keep it listening, up to
-  `align_max_s`. Nothing fits: the audio is unknown, the search slides on, nothing is emitted.
-- Tracking: each further window must agree with the entry's envelope (within `track_tol_db`,
-  +-1 window). `lost_s` of disagreement (zeros or silence instead of voice, another sentence, a
-  gap in the stream) ends the sentence: no further word of it, and a fresh search starts there.
+- Searching: from a voiced onset, `align_s` of received levels are compared with every sentence
+  at every offset and window phase (median absolute dB difference: a hard cut or a click at the
+  edge does not spoil it). The best fit below `align_max_db` is what is being said, and where in
+  it: a burst that starts mid-sentence (after discarded audio, on a reconnected socket) gets only
+  the words from there, after stricter checks (`align_mid_s`). Sentences that say otherwise and
+  fit almost as well keep it listening, up to `align_max_s`. Nothing fits: the audio is unknown,
+  the search slides on 0.1 s, nothing is emitted.
+- Tracking: the sentence is followed window by window. `lost_s` of voice gone (zeros, silence,
+  a gap in the stream) or of a voice where the sentence pauses, or a running median difference
+  above `track_max_db` (other speech), ends it: no further word of it, and a fresh search starts
+  there.
 - Emitting: a word is heard once the agreeing audio covers its end (a sentence's last word: the
   exact sentence end; an inner word: its estimated end + `word_margin_s`, so an estimate that
   runs early cannot beat the real voice) and is due `interim_delay_s` after its end, as a
@@ -28,16 +29,27 @@ per 10 ms window). The recogniser keeps its own sample clock and works on 10 ms 
 
 from __future__ import annotations
 
-import re
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-WINDOW_S = 0.01
-FLOOR_DB = -60.0  # levels are clipped here: zeros, dither and Opus noise all look alike
+from .vocabulary import FLOOR_DB, WINDOW_S, Entry, KnownWord, View, Vocabulary, normalise
+
+__all__ = [
+    "FLOOR_DB",
+    "WINDOW_S",
+    "Entry",
+    "Heard",
+    "KnownWord",
+    "Recogniser",
+    "RecogniserConfig",
+    "Tick",
+    "View",
+    "Vocabulary",
+    "normalise",
+]
 
 
 @dataclass
@@ -56,87 +68,6 @@ class RecogniserConfig:
     track_max_db: float = 3.0  # running median |dB| difference (+-1 window) of a followed sentence
     verify_lag_s: float = 0.1  # audio is verified this late (the running median needs it)
     lost_s: float = 0.05  # voice gone (or a voice in a pause) this long: no longer heard
-
-
-@dataclass(frozen=True)
-class KnownWord:
-    text: str  # punctuated, as spoken in the scenario ("Hello,")
-    word: str  # normalised, as Deepgram's "word" ("hello")
-    start: float  # seconds from the sentence start
-    end: float
-
-
-@dataclass
-class View:
-    """A sentence's levels on one phase of the 10 ms window grid."""
-
-    env: np.ndarray  # dBFS per window, clipped to FLOOR_DB
-    t0: float  # sentence time where window 0 starts
-
-
-@dataclass
-class Entry:
-    """One known sentence."""
-
-    text: str
-    words: list[KnownWord]
-    views: list[View]  # received windows fall anywhere: one view per 2.5 ms phase
-    duration: float  # exact (trimmed audio), unlike inner word ends
-
-
-def normalise(text: str) -> str:
-    return re.sub(r"[^\w'$%.-]|(?<!\d)\.|\.(?!\d)", "", text.lower()) or text.lower()
-
-
-class Vocabulary:
-    """The sentences the recogniser can hear; `add` takes what the scenario may say."""
-
-    def __init__(self) -> None:
-        self.entries: list[Entry] = []
-
-    def add(self, utterance: Any) -> list[Entry]:
-        """A `speech.Utterance`, its `.script()` dict, or such a dict from JSON."""
-        data = utterance.script() if hasattr(utterance, "script") else utterance
-        whole = data.get("envelope")
-        added = []
-        for s in data["sentences"]:
-            views = _views(s, whole)
-            if not views or not s["words"]:
-                raise ValueError(f"sentence {s.get('text')!r} has no envelope or no words")
-            t0 = float(s["start"])
-            words = [
-                KnownWord(w["text"], normalise(w["text"]), w["start"] - t0, w["end"] - t0)
-                for w in s["words"]
-            ]
-            entry = Entry(s["text"], words, views, float(s["end"]) - t0)
-            if not any(_same(entry, e) for e in self.entries):  # scenarios repeat sentences
-                self.entries.append(entry)
-                added.append(entry)
-        return added
-
-    def clear(self) -> None:
-        self.entries.clear()
-
-
-def _same(a: Entry, b: Entry) -> bool:
-    """The same sentence from the same synthesis (resampling edges differ by a few 0.1 dB)."""
-    x, y = a.views[0].env, b.views[0].env
-    return a.text == b.text and len(x) == len(y) and bool(np.allclose(x, y, atol=1.0))
-
-
-def _views(s: dict[str, Any], whole: list[float] | None) -> list[View]:
-    def clip(x: Any) -> np.ndarray:
-        return np.clip(np.asarray(x, dtype=np.float64), FLOOR_DB, 0.0)
-
-    lv = s.get("levels")
-    if lv:  # fine levels: every hop, phase p is every (window / hop)-th value from p
-        step = max(1, round(WINDOW_S / lv["hop_s"]))
-        db = lv["db"]
-        return [View(clip(db[p::step]), lv["start_s"] + p * lv["hop_s"]) for p in range(step)]
-    env = s.get("envelope")
-    if env is None and whole is not None:  # an older script: cut the whole envelope
-        env = whole[round(s["start"] / WINDOW_S) : round(s["end"] / WINDOW_S)]
-    return [View(clip(env), 0.0)] if env else []
 
 
 @dataclass(frozen=True)
@@ -206,8 +137,10 @@ class Recogniser:
     @property
     def busy(self) -> bool:
         """Words may still come for audio already received (a sentence under way or unsure)."""
-        return bool(self.pending) or self.search_from is not None or (
-            self.track is not None and self.track.next_word < len(self.track.entry.words)
+        return (
+            bool(self.pending)
+            or self.search_from is not None
+            or (self.track is not None and self.track.next_word < len(self.track.entry.words))
         )
 
     def push(self, pcm: np.ndarray) -> Iterator[Tick]:
@@ -252,9 +185,7 @@ class Recogniser:
         if self.track is None:
             if self.search_from is None and tick.onset:
                 self.search_from = i + 1 - self.voiced_run
-            if self.search_from is not None and (i + 1 - self.search_from) >= _windows(
-                cfg.align_s
-            ):
+            if self.search_from is not None and (i + 1 - self.search_from) >= _windows(cfg.align_s):
                 self._identify()
         due = [w for w in self.pending if w.due <= self.t + 1e-9]
         if due:
@@ -388,9 +319,7 @@ class Recogniser:
     def _reject(self, start: int, final: bool) -> None:
         """Nothing known at `start`: try again from the next voiced window 0.1 s later."""
         self._count("unknown_slides")
-        later = [] if final else [
-            k for k in range(start + 10, len(self.levels)) if self._voiced(k)
-        ]
+        later = [] if final else [k for k in range(start + 10, len(self.levels)) if self._voiced(k)]
         if not later:
             self._count("unknown")
         self.search_from = later[0] if later else None
@@ -417,9 +346,7 @@ class Recogniser:
         out.sort(key=lambda c: c[0])
         return out
 
-    def _start_track(
-        self, entry: Entry, view: View, offset: int, start: int, score: float
-    ) -> None:
+    def _start_track(self, entry: Entry, view: View, offset: int, start: int, score: float) -> None:
         tr = _Track(entry, view, shift=start - offset)
         tr.next_word = len(entry.words) - len(_upcoming(entry, view, offset, len(entry.words)))
         last = self._last

@@ -531,8 +531,14 @@ def test_main_runs_both_fakes_until_sigterm(tmp_path: Path) -> None:
         with urllib.request.urlopen(f"{urls['openai_base_url']}/models", timeout=5) as resp:
             assert resp.status == 200
         assert Control(urls["openai_control"]).state()["counts"] == {"models": 1}
-        Control(urls["deepgram_control"])("fault", mode="refuse", status=500)
-        assert Control(urls["deepgram_control"]).state()["faults_pending"]["connect"]
+        dg = Control(urls["deepgram_control"])
+        dg("fault", mode="refuse", status=500)
+        assert dg.state()["faults_pending"]["connect"]
+        # what may be said, from another process: the sentences become its vocabulary
+        utt = speech.synthesize(["Thanks a lot, that is all."])
+        dg("know", utterances=[utt.script()])
+        dg("script", mode="queue", utterances=[utt.script()])  # the old op: the same
+        assert dg.state()["vocabulary"] == [utt.text]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
     finally:

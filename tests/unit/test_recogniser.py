@@ -60,20 +60,24 @@ def vocab(said: list[speech.Utterance]) -> Vocabulary:
     return v
 
 
-def listen(stt: Recogniser | ClockDriven, audio: np.ndarray, chunk_s: float = 0.05
-           ) -> list[tuple[float, Heard]]:
+def listen(
+    stt: Recogniser | ClockDriven, audio: np.ndarray, chunk_s: float = 0.05
+) -> list[tuple[float, Heard]]:
     """Feed audio as the plugin sends it (50 ms messages); (emitted_at, word) in order."""
     n = round(chunk_s * RATE)
-    return [(tick.t, w) for i in range(0, len(audio), n) for tick in stt.push(audio[i : i + n])
-            for w in tick.words]
+    return [
+        (tick.t, w)
+        for i in range(0, len(audio), n)
+        for tick in stt.push(audio[i : i + n])
+        for w in tick.words
+    ]
 
 
 def judge(heard: list[tuple[float, Heard]], sc: Scenario, delay: float = DELAY) -> Report:
     return check_heard([(t, w.text, w.start) for t, w in heard], sc.words, delay=delay)
 
 
-def natural(said: list[speech.Utterance], unknown: list[speech.Utterance], seed: int
-            ) -> Scenario:
+def natural(said: list[speech.Utterance], unknown: list[speech.Utterance], seed: int) -> Scenario:
     """Sentences in random order, some repeated, an unknown one among them, pauses 0.2-1.5 s."""
     rng = random.Random(seed)
     sc = Scenario(RATE).pause(rng.uniform(0.1, 0.6))
@@ -90,8 +94,9 @@ class ClockDriven:
     the same delay), whatever the audio does after that."""
 
     def __init__(self, script: speech.Utterance, delay: float = DELAY) -> None:
-        self.words = [(w, s.end if w is s.words[-1] else w.end)
-                      for s in script.sentences for w in s.words]
+        self.words = [
+            (w, s.end if w is s.words[-1] else w.end) for s in script.sentences for w in s.words
+        ]
         self.t0 = script.onset
         self.delay = delay
         self.n = 0
@@ -278,8 +283,9 @@ def test_vocabulary_takes_utterances_and_script_dicts_once(said: list[speech.Utt
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _sentences(sc: Scenario, said: list[speech.Utterance], unknown: list[speech.Utterance]
-               ) -> list[speech.Utterance]:
+def _sentences(
+    sc: Scenario, said: list[speech.Utterance], unknown: list[speech.Utterance]
+) -> list[speech.Utterance]:
     by_text = {u.text: u for u in said + unknown}
     out, current = [], -1
     for w in sc.words:
