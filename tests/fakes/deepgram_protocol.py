@@ -71,6 +71,7 @@ class Listener:
         self.started = time.time()
         self.utt: _Utterance | None = None
         self.closed_by = ""  # "client", "fault" or "network" once closed
+        self.recording: list[np.ndarray] | None = None  # the audio received, if kept
         self.finals = finals  # shared by the server's connections, appended in order
         self.words = words
         self._leftover = b""
@@ -94,6 +95,8 @@ class Listener:
         if self.channels > 1:
             pcm = pcm.reshape(-1, self.channels).mean(axis=1).astype(np.int16)
         self.counts["audio_ms"] += round(len(pcm) / self.sample_rate * 1000)
+        if self.recording is not None:
+            self.recording.append(pcm.copy())
         out: list[dict[str, Any]] = []
         for tick in self.rec.push(pcm):
             if tick.onset and self.utt is None:

@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections import Counter, deque
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from aiohttp import WSMsgType, web
+
+from tests.support import speech
 
 from . import FakeServer, Fault, apply_config
 from .deepgram_protocol import DeepgramConfig, Listener
@@ -56,6 +61,8 @@ class FakeDeepgram(FakeServer):
         self._open: dict[int, web.WebSocketResponse] = {}
         self._drop_progress: dict[tuple[int, int], float] = {}
         self._ids = itertools.count(1)
+        rec = os.environ.get("FAKE_DEEPGRAM_RECORD_DIR")
+        self.record_dir = Path(rec) if rec else None
         self.know(know or [])
 
     @property
@@ -177,6 +184,8 @@ class FakeDeepgram(FakeServer):
         conn = Listener(
             next(self._ids), params, self.vocab, self.config, self.counts, self.finals, self.words
         )
+        if self.record_dir is not None:
+            conn.recording = []
         ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
         await ws.prepare(request)
         self.connections.append(conn)
@@ -189,6 +198,7 @@ class FakeDeepgram(FakeServer):
         finally:
             conn.closed_by = conn.closed_by or "network"
             self._open.pop(conn.id, None)
+            self._save(conn)
         return ws
 
     async def _serve(self, conn: Listener, ws: web.WebSocketResponse, request: web.Request) -> None:
@@ -223,6 +233,15 @@ class FakeDeepgram(FakeServer):
         for m in msgs:
             self.sent.append({"conn": conn.id, "audio_t": round(conn.t, 3), **m})
             await ws.send_str(json.dumps(m))
+
+    def _save(self, conn: Listener) -> None:
+        """Keep a connection's audio as a WAV (FAKE_DEEPGRAM_RECORD_DIR): what it really heard."""
+        if self.record_dir is None or not conn.recording:
+            return
+        self.record_dir.mkdir(parents=True, exist_ok=True)
+        pcm = np.concatenate(conn.recording)
+        name = f"dg-{os.getpid()}-{conn.id}.wav"
+        (self.record_dir / name).write_bytes(speech.to_wav(pcm, conn.sample_rate))
 
     # --- faults ---------------------------------------------------------------------------
 

@@ -66,14 +66,18 @@ class Scenario:
         cut_at: float | None = None,
         from_s: float = 0.0,
         known: bool = True,
+        dropped: bool = False,
     ) -> Scenario:
         """Speak `utt` (seconds from its first sample), optionally only from `from_s`, and with
-        zeros instead of its audio from `cut_at` (what the framework sends while discarding)."""
+        zeros instead of its audio from `cut_at` (what the framework sends while discarding),
+        or with nothing at all (`dropped`: the stream jumps to what follows)."""
         pcm = speech.resample(utt.pcm, utt.sample_rate, self.rate)
         a = round(from_s * self.rate)
         pcm = pcm[a:].copy()
         if cut_at is not None:
-            pcm[max(0, round((cut_at - from_s) * self.rate)) :] = 0
+            cut = max(0, round((cut_at - from_s) * self.rate))
+            pcm = pcm[:cut] if dropped else pcm
+            pcm[cut:] = 0
         t0 = self.t - from_s  # scenario time of the utterance's sample 0
         stop = cut_at if cut_at is not None else utt.duration
         for s in utt.sentences:

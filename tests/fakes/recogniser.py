@@ -63,9 +63,13 @@ class RecogniserConfig:
     min_voiced_s: float = 0.1  # voice needed in the first align_s to try at all
     align_mid_s: float = 0.8  # a fit that starts mid-sentence must hold this long
     onset_slack_s: float = 0.05  # fits this close to a sentence start count as its start
-    align_max_db: float = 0.8  # the right sentence: 0.0-0.4 dB (also after Opus); others 1+
+    attack_s: float = 0.1  # an onset's first audio is skipped: gain control is still settling
+    settle_s: float = 0.3  # a pause this long makes the next voice an onset (for back-filling)
+    agc_pause_s: float = 0.1  # after a pause this long gain control boosts the voice ...
+    agc_settle_s: float = 0.12  # ... for this long: only voicing is checked there
+    align_max_db: float = 1.6  # the right sentence: 0.0-0.4 (Opus), 0.2-1.5 (e2e); others 1.3+
     align_margin_db: float = 0.4  # the best must beat every other text by this much
-    track_max_db: float = 3.0  # running median |dB| difference (+-1 window) of a followed sentence
+    track_max_db: float = 4.5  # spread (MAD) of level - slope * sentence level over 0.3 s
     verify_lag_s: float = 0.1  # audio is verified this late (the running median needs it)
     lost_s: float = 0.05  # voice gone (or a voice in a pause) this long: no longer heard
 
@@ -101,7 +105,8 @@ class _Track:
     shift: int  # received window index of the view's window 0
     good: int = 0  # entry windows verified (a prefix)
     bad_run: int = 0  # consecutive windows of voice gone / voice where none belongs
-    diffs: deque[float] = field(default_factory=lambda: deque(maxlen=30))  # |dB| vs entry
+    slope: float = 1.0  # level compression seen at identification
+    diffs: deque[float] = field(default_factory=lambda: deque(maxlen=30))  # dB vs slope * entry
     next_word: int = 0
 
 
@@ -125,6 +130,10 @@ class Recogniser:
         self.track: _Track | None = None
         self._last: _Track | None = None  # for a track re-found after a glitch
         self._cands: tuple[int, list[tuple[float, Entry, View, int]]] | None = None
+        self.onset_i = 0  # window of the last onset after a pause
+        self._last_voiced_i = -1000
+        self._pause_end = -1000
+        self._since_pause: list[int] = []  # per window: windows since voice resumed
         self.pending: list[Heard] = []
         # recognised, unknown, unknown_slides, lost, words_skipped, words (shareable)
         self.stats: Counter[str] = Counter() if counts is None else counts
@@ -180,12 +189,20 @@ class Recogniser:
             self.last_voiced = self.t
         if self.voiced_run == _windows(cfg.min_onset_s):
             tick.onset, tick.onset_t = True, (i + 1 - self.voiced_run) * WINDOW_S
+            if i - self.voiced_run > self._last_voiced_i + _windows(cfg.settle_s):
+                self.onset_i = i + 1 - self.voiced_run  # after a real pause
+        if voiced:
+            if i - self._last_voiced_i > _windows(cfg.agc_pause_s):
+                self._pause_end = i  # gain control boosts the voice after a pause
+            self._last_voiced_i = i
+        self._since_pause.append(i - self._pause_end)
         if self.track is not None:
             self._follow(self.track, i)
         if self.track is None:
             if self.search_from is None and tick.onset:
                 self.search_from = i + 1 - self.voiced_run
-            if self.search_from is not None and (i + 1 - self.search_from) >= _windows(cfg.align_s):
+            heard = i + 1 - (self.search_from or 0)
+            if self.search_from is not None and heard >= _windows(cfg.align_s + cfg.attack_s):
                 self._identify()
         due = [w for w in self.pending if w.due <= self.t + 1e-9]
         if due:
@@ -207,18 +224,24 @@ class Recogniser:
         level, near = self.levels[i], env[max(0, j - 1) : j + 2]
         thr = cfg.threshold_dbfs
         gone = level <= thr and near.min() > thr + 6  # silence or zeros where the voice is
-        extra = level > thr + 6 and near.max() <= thr  # a voice where the sentence pauses
+        extra = level > thr + 6 and near.max() <= FLOOR_DB + 10  # a voice where it pauses
         if gone or extra:
             tr.bad_run += 1
             if tr.bad_run >= _windows(cfg.lost_s):
                 first_bad = i + 1 - tr.bad_run
                 if self._fits(tr):  # what came before the cut was this sentence
                     tr.good = max(tr.good, first_bad - tr.shift)
+                self._count("lost_gone" if gone else "lost_extra")
                 self._lose(tr, first_bad)
             return
         tr.bad_run = 0
-        tr.diffs.append(float(np.min(np.abs(near - level))))
+        settled = self._since_pause[i] >= _windows(cfg.agc_settle_s)
+        if settled and level > thr and env[j] > thr:  # gain drifts (AGC): compare shapes
+            gain = float(np.median(tr.diffs)) if tr.diffs else level - tr.slope * float(env[j])
+            d = level - tr.slope * near  # +-1 window: the fit is only that precise
+            tr.diffs.append(float(d[np.argmin(np.abs(d - gain))]))
         if not self._fits(tr):  # drifted into other speech
+            self._count("lost_drift")
             self._lose(tr, i + 1 - len(tr.diffs) // 2)
             return
         # verified with a lag: drift shows in the running median only after a while
@@ -226,8 +249,10 @@ class Recogniser:
         self._hear(tr)
 
     def _fits(self, tr: _Track) -> bool:
-        d = tr.diffs
-        return len(d) < 10 or float(np.median(d)) <= self.cfg.track_max_db
+        if len(tr.diffs) < 10:
+            return True
+        d = np.asarray(tr.diffs)
+        return float(np.median(np.abs(d - np.median(d)))) <= self.cfg.track_max_db
 
     def _lose(self, tr: _Track, from_window: int) -> None:
         self._count("lost")
@@ -280,21 +305,23 @@ class Recogniser:
         assert self.search_from is not None
         start = self.search_from
         recv = np.asarray(self.levels[start:])
-        m = _windows(cfg.align_s)
-        if int(np.sum(recv[:m] > cfg.threshold_dbfs)) < _windows(cfg.min_voiced_s):
+        m, skip = _windows(cfg.align_s), _windows(cfg.attack_s)
+        if int(np.sum(recv[skip : skip + m] > cfg.threshold_dbfs)) < _windows(cfg.min_voiced_s):
             return self._reject(start, final)  # a fragment: silence fits every sentence
         if self._cands is None or self._cands[0] != start:
-            self._cands = (start, self._candidates(recv[:m]))
+            self._cands = (start, self._candidates(recv[skip : skip + m], skip))
         ok = [c for c in self._cands[1] if c[0] <= cfg.align_max_db]
-        if ok and len(recv) > m:  # listening on: judge on all the audio heard so far
+        if ok and len(recv) > skip + m:  # listening on: judge on all the audio heard so far
             ok = sorted(
-                ((_score(v.env, off, recv), e, v, off) for _, e, v, off in ok),
+                ((_score(v.env, off + skip, recv[skip:]), e, v, off) for _, e, v, off in ok),
                 key=lambda c: c[0],
             )
             ok = [c for c in ok if c[0] <= cfg.align_max_db]
         if not ok:
             return self._reject(start, final)
         score, entry, view, off = ok[0]
+        if off < 0:  # the onset came before the sentence (a breath, a click): start there
+            start, off = start - off, 0
         if view.t0 + off * WINDOW_S > cfg.onset_slack_s:
             # mid-sentence there are many more places to fit by chance: a short tail fits
             # too much, and the fit must hold longer and be followed by a pause
@@ -324,8 +351,9 @@ class Recogniser:
             self._count("unknown")
         self.search_from = later[0] if later else None
 
-    def _candidates(self, recv: np.ndarray) -> list[tuple[float, Entry, View, int]]:
-        """Best (score, entry, view, offset) per entry for `recv` at the start of the search."""
+    def _candidates(self, recv: np.ndarray, skip: int) -> list[tuple[float, Entry, View, int]]:
+        """Best (score, entry, view, offset of the search start) per entry; `recv` begins
+        `skip` windows after the search start."""
         out = []
         m = len(recv)
         for e in self.vocab.entries:
@@ -334,23 +362,29 @@ class Recogniser:
                 env = v.env
                 padded = np.concatenate([env, np.full(m, FLOOR_DB)])
                 windows = np.lib.stride_tricks.sliding_window_view(padded, m)[: len(env)]
-                dist = np.median(np.abs(windows - recv), axis=1)
-                # the search starts on a voiced window: where the entry is silent cannot be it
-                near = np.maximum(env, np.maximum(np.roll(env, 1), np.roll(env, -1)))
-                dist[near <= self.cfg.threshold_dbfs] = np.inf
+                dist, _ = _fit(windows, recv, self.cfg.threshold_dbfs)
                 k = int(np.argmin(dist))
                 if best is None or dist[k] < best[0]:
-                    best = (float(dist[k]), e, v, k)
+                    best = (float(dist[k]), e, v, k - skip)
             if best is not None:
                 out.append(best)
         out.sort(key=lambda c: c[0])
         return out
 
     def _start_track(self, entry: Entry, view: View, offset: int, start: int, score: float) -> None:
+        s0 = start - offset  # received window of the sentence start
+        if offset > 0 and s0 >= self.onset_i - 3 and self._voicing_agrees(view.env, s0, start):
+            # the burst began with this sentence: its opening, distorted while gain control
+            # settled, was heard too (zeros or other speech would not voice alike)
+            start, offset = s0, 0
         tr = _Track(entry, view, shift=start - offset)
+        recv = np.asarray(self.levels[start:])
+        seg = view.env[offset : offset + len(recv)]
+        if len(seg) >= 10:
+            tr.slope = float(_fit(seg[None, :], recv[: len(seg)], self.cfg.threshold_dbfs)[1][0])
         tr.next_word = len(entry.words) - len(_upcoming(entry, view, offset, len(entry.words)))
         last = self._last
-        if last is not None and last.entry is entry and abs(_base(last) - _base(tr)) <= 0.03:
+        if last is not None and last.entry is entry and abs(_base(last) - _base(tr)) <= 0.1:
             # the same sentence re-found after a glitch: carry on, say nothing twice
             skipped = max(0, tr.next_word - last.next_word)
             tr.next_word = max(tr.next_word, last.next_word)
@@ -368,6 +402,13 @@ class Recogniser:
             if self.track is not tr:
                 break
             self._follow(tr, i)
+
+    def _voicing_agrees(self, env: np.ndarray, a: int, b: int) -> bool:
+        if a < 0 or b - a < 10:
+            return False
+        got = np.asarray(self.levels[a:b]) > self.cfg.threshold_dbfs
+        want = env[: b - a] > self.cfg.threshold_dbfs
+        return bool(np.mean(got == want) >= 0.85 and got.mean() >= 0.5)
 
     def _voiced(self, i: int) -> bool:
         return self.levels[i] > self.cfg.threshold_dbfs
@@ -387,11 +428,33 @@ def _upcoming(entry: Entry, view: View, offset: int, n: int = 3) -> tuple[str, .
     return tuple(w.word for w in entry.words if (w.start + w.end) / 2 >= t)[:n]
 
 
+def _fit(windows: np.ndarray, recv: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """How well `recv` fits each row of `windows`: (score in dB, slope).
+
+    The transmission path may apply automatic gain control (WebRTC does): levels come out
+    raised and compressed, more so at an onset. So the fit is affine (gain and slope) over the
+    windows voiced in both, plus 10 dB per unit of voicing disagreement.
+    """
+    vw, vr = windows > thr, recv > thr
+    both = vw & vr[None, :]
+    nb = np.maximum(both.sum(axis=1), 1)
+    mw = (windows * both).sum(axis=1) / nb
+    mr = (recv[None, :] * both).sum(axis=1) / nb
+    wc = (windows - mw[:, None]) * both
+    rc = (recv[None, :] - mr[:, None]) * both
+    slope = np.clip((wc * rc).sum(axis=1) / ((wc * wc).sum(axis=1) + 1e-9), 0.4, 1.5)
+    resid = (np.minimum(np.abs(rc - slope[:, None] * wc), 10.0) * both).sum(axis=1) / nb
+    score = resid + 10.0 * (vw != vr[None, :]).mean(axis=1)
+    score[both.sum(axis=1) < 10] = np.inf
+    return score, slope
+
+
 def _score(env: np.ndarray, offset: int, recv: np.ndarray) -> float:
-    seg = env[offset : offset + len(recv)]
+    seg = env[max(0, offset) : offset + len(recv)]
+    seg = np.concatenate([np.full(max(0, -offset), FLOOR_DB), seg])
     if len(seg) < len(recv):
         seg = np.concatenate([seg, np.full(len(recv) - len(seg), FLOOR_DB)])
-    return float(np.median(np.abs(seg - recv)))
+    return float(_fit(seg[None, :], recv, -40.0)[0][0])
 
 
 def _windows(seconds: float) -> int:
