@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -106,6 +107,7 @@ class _Track:
     good: int = 0  # entry windows verified (a prefix)
     bad_run: int = 0  # consecutive windows of voice gone / voice where none belongs
     slope: float = 1.0  # level compression seen at identification
+    drift: int = 0  # windows resynced so far (bounded: a jitter buffer, not another sentence)
     diffs: deque[float] = field(default_factory=lambda: deque(maxlen=30))  # dB vs slope * entry
     next_word: int = 0
 
@@ -227,6 +229,14 @@ class Recogniser:
         extra = level > thr + 6 and near.max() <= FLOOR_DB + 10  # a voice where it pauses
         if gone or extra:
             tr.bad_run += 1
+            if (
+                tr.bad_run >= _windows(cfg.lost_s)
+                and gone
+                and self._resync(tr, i - tr.bad_run)
+                and (self.levels[i] > thr or env[min(i - tr.shift, len(env) - 1)] <= thr)
+            ):
+                tr.bad_run = 0  # a gap the jitter buffer put in: the voice goes on later
+                return
             if tr.bad_run >= _windows(cfg.lost_s):
                 first_bad = i + 1 - tr.bad_run
                 if self._fits(tr):  # what came before the cut was this sentence
@@ -240,7 +250,7 @@ class Recogniser:
             gain = float(np.median(tr.diffs)) if tr.diffs else level - tr.slope * float(env[j])
             d = level - tr.slope * near  # +-1 window: the fit is only that precise
             tr.diffs.append(float(d[np.argmin(np.abs(d - gain))]))
-        if not self._fits(tr):  # drifted into other speech
+        if not self._fits(tr) and not self._resync(tr, i):  # drifted into other speech
             self._count("lost_drift")
             self._lose(tr, i + 1 - len(tr.diffs) // 2)
             return
@@ -249,10 +259,31 @@ class Recogniser:
         self._hear(tr)
 
     def _fits(self, tr: _Track) -> bool:
-        if len(tr.diffs) < 10:
-            return True
-        d = np.asarray(tr.diffs)
-        return float(np.median(np.abs(d - np.median(d)))) <= self.cfg.track_max_db
+        return len(tr.diffs) < 10 or _spread(tr.diffs) <= self.cfg.track_max_db
+
+    def _resync(self, tr: _Track, i: int) -> bool:
+        """The jitter buffer stretches or squeezes received audio by a few windows: if the
+        last 0.3 s fit the sentence slightly earlier or later, follow it there."""
+        cfg, env = self.cfg, tr.view.env
+        best: tuple[float, int, list[float]] | None = None
+        for ds in (-1, 1, -2, 2, -3, 3):
+            diffs = []
+            for k in range(max(0, i - 30), i + 1):
+                j = k - tr.shift - ds
+                level = self.levels[k]
+                if not 1 <= j < len(env) - 1 or self._since_pause[k] < _windows(cfg.agc_settle_s):
+                    continue
+                if level > cfg.threshold_dbfs and env[j] > cfg.threshold_dbfs:
+                    diffs.append(level - tr.slope * float(env[j]))
+            if len(diffs) >= 10 and (best is None or _spread(diffs) < best[0]):
+                best = (_spread(diffs), ds, diffs)
+        if best is None or best[0] > cfg.track_max_db or abs(tr.drift + best[1]) > 6:
+            return False
+        tr.shift += best[1]
+        tr.drift += best[1]
+        tr.diffs = deque(best[2], maxlen=30)
+        self._count("resyncs")
+        return True
 
     def _lose(self, tr: _Track, from_window: int) -> None:
         self._count("lost")
@@ -384,12 +415,15 @@ class Recogniser:
             tr.slope = float(_fit(seg[None, :], recv[: len(seg)], self.cfg.threshold_dbfs)[1][0])
         tr.next_word = len(entry.words) - len(_upcoming(entry, view, offset, len(entry.words)))
         last = self._last
-        if last is not None and last.entry is entry and abs(_base(last) - _base(tr)) <= 0.1:
-            # the same sentence re-found after a glitch: carry on, say nothing twice
-            skipped = max(0, tr.next_word - last.next_word)
-            tr.next_word = max(tr.next_word, last.next_word)
-        else:
-            skipped = tr.next_word
+        said = 0  # words of this sentence already emitted by the track lost just before
+        if last is not None and abs(_base(last) - _base(tr)) <= 0.3:
+            # re-found after a glitch, or a sentence that opens like the one lost: go on
+            for a, b in zip(last.entry.words[: last.next_word], entry.words, strict=False):
+                if a.word != b.word:
+                    break
+                said += 1
+        skipped = max(0, tr.next_word - said) if said else tr.next_word
+        tr.next_word = max(tr.next_word, said)
         self._count("words_skipped", skipped)
         self._count("recognised")
         at = round(view.t0 + offset * WINDOW_S, 3)
@@ -415,6 +449,12 @@ class Recogniser:
 
     def _count(self, key: str, n: int = 1) -> None:
         self.stats[key] += n
+
+
+def _spread(d: Any) -> float:
+    """Median absolute deviation: how much the level differences vary around their gain."""
+    a = np.asarray(d)
+    return float(np.median(np.abs(a - np.median(a))))
 
 
 def _base(tr: _Track) -> float:

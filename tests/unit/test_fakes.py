@@ -430,7 +430,7 @@ async def test_deepgram_transcribes_only_what_was_heard(
     tail = speech.Utterance(long.pcm[a:b], rate, ())
     third = speech.Utterance(long.pcm[b:].copy(), rate, ())
     third.pcm.flags.writeable = True
-    third.pcm[round(0.45 * rate) :] = 0
+    third.pcm[round(0.6 * rate) :] = 0
     other = speech.synthesize(["Completely unrelated words are spoken here."])
     stt = deepgram.STT(base_url=dg.base_url, api_key="fake", http_session=http)
     events = await _run_stream(
