@@ -9,17 +9,20 @@
 The vocabulary (vocabulary.py) holds every sentence that may be said, with its words and its
 level envelope. The recogniser keeps its own sample clock and works on 10 ms windows:
 
-- Searching: from a voiced onset, `align_s` of received levels are compared with every sentence
-  at every offset and window phase (median absolute dB difference: a hard cut or a click at the
-  edge does not spoil it). The best fit below `align_max_db` is what is being said, and where in
-  it: a burst that starts mid-sentence (after discarded audio, on a reconnected socket) gets only
-  the words from there, after stricter checks (`align_mid_s`). Sentences that say otherwise and
-  fit almost as well keep it listening, up to `align_max_s`. Nothing fits: the audio is unknown,
-  the search slides on 0.1 s, nothing is emitted.
+- Searching: from a voiced onset (its first `attack_s` skipped), `align_s` of received levels
+  are compared with every sentence at every offset and 2.5 ms window phase. The transmission may
+  apply gain control (WebRTC does: the voice comes out louder, compressed, boosted after each
+  pause), so the fit is affine over the windows voiced in both, plus a penalty for voicing that
+  disagrees. The best fit below `align_max_db` is what is being said, and where in it: a burst
+  that starts mid-sentence (after discarded audio, on a reconnected socket) gets only the words
+  from there, after stricter checks (`align_mid_s`); a burst that began with the sentence and
+  voices alike gets its whole opening. Sentences that say otherwise and fit almost as well keep
+  it listening, up to `align_max_s`. Nothing fits: the audio is unknown, the search slides on
+  0.1 s, nothing is emitted.
 - Tracking: the sentence is followed window by window. `lost_s` of voice gone (zeros, silence,
-  a gap in the stream) or of a voice where the sentence pauses, or a running median difference
-  above `track_max_db` (other speech), ends it: no further word of it, and a fresh search starts
-  there.
+  a gap in the stream) or of a voice where the sentence pauses, or level differences that
+  spread more than `track_max_db` (other speech; a jitter buffer's few-window drift is
+  followed) end it: no further word of it, and a fresh search starts there.
 - Emitting: a word is heard once the agreeing audio covers its end (a sentence's last word: the
   exact sentence end; an inner word: its estimated end + `word_margin_s`, so an estimate that
   runs early cannot beat the real voice) and is due `interim_delay_s` after its end, as a
@@ -62,7 +65,8 @@ class RecogniserConfig:
     align_s: float = 0.4  # audio compared to identify what is said
     align_max_s: float = 1.2  # listen up to this long to tell similar sentences apart
     min_voiced_s: float = 0.1  # voice needed in the first align_s to try at all
-    align_mid_s: float = 0.8  # a fit that starts mid-sentence must hold this long
+    align_mid_s: float = 0.8  # a fit that starts mid-sentence must hold this long ...
+    align_tail_s: float = 0.5  # ... or to the sentence end, if at least this much is left
     onset_slack_s: float = 0.05  # fits this close to a sentence start count as its start
     attack_s: float = 0.1  # an onset's first audio is skipped: gain control is still settling
     settle_s: float = 0.3  # a pause this long makes the next voice an onset (for back-filling)
@@ -357,10 +361,11 @@ class Recogniser:
             # mid-sentence there are many more places to fit by chance: a short tail fits
             # too much, and the fit must hold longer and be followed by a pause
             rest = len(view.env) - off
-            if rest < _windows(cfg.align_mid_s):
+            if rest < _windows(cfg.align_tail_s):
                 return self._reject(start, final)
-            if len(recv) < _windows(cfg.align_mid_s) and not final:
-                return None
+            pause = 2 * _windows(cfg.lost_s)
+            if len(recv) < min(_windows(cfg.align_mid_s), rest + pause) and not final:
+                return None  # the whole rest of a short tail, and the pause after it
             after = recv[rest : rest + 2 * _windows(cfg.lost_s)]
             if len(after) and np.mean(after > cfg.threshold_dbfs) > 0.3:
                 return self._reject(start, final)
