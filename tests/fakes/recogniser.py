@@ -35,10 +35,10 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from .matching import candidates, fit, score_at, spread, windows
 from .vocabulary import FLOOR_DB, WINDOW_S, Entry, KnownWord, View, Vocabulary, normalise
 
 __all__ = [
@@ -193,12 +193,12 @@ class Recogniser:
         self.voiced_run = self.voiced_run + 1 if voiced else 0
         if voiced:
             self.last_voiced = self.t
-        if self.voiced_run == _windows(cfg.min_onset_s):
+        if self.voiced_run == windows(cfg.min_onset_s):
             tick.onset, tick.onset_t = True, (i + 1 - self.voiced_run) * WINDOW_S
-            if i - self.voiced_run > self._last_voiced_i + _windows(cfg.settle_s):
+            if i - self.voiced_run > self._last_voiced_i + windows(cfg.settle_s):
                 self.onset_i = i + 1 - self.voiced_run  # after a real pause
         if voiced:
-            if i - self._last_voiced_i > _windows(cfg.agc_pause_s):
+            if i - self._last_voiced_i > windows(cfg.agc_pause_s):
                 self._pause_end = i  # gain control boosts the voice after a pause
             self._last_voiced_i = i
         self._since_pause.append(i - self._pause_end)
@@ -208,7 +208,7 @@ class Recogniser:
             if self.search_from is None and tick.onset:
                 self.search_from = i + 1 - self.voiced_run
             heard = i + 1 - (self.search_from or 0)
-            if self.search_from is not None and heard >= _windows(cfg.align_s + cfg.attack_s):
+            if self.search_from is not None and heard >= windows(cfg.align_s + cfg.attack_s):
                 self._identify()
         due = [w for w in self.pending if w.due <= self.t + 1e-9]
         if due:
@@ -234,14 +234,14 @@ class Recogniser:
         if gone or extra:
             tr.bad_run += 1
             if (
-                tr.bad_run >= _windows(cfg.lost_s)
+                tr.bad_run >= windows(cfg.lost_s)
                 and gone
                 and self._resync(tr, i - tr.bad_run)
                 and (self.levels[i] > thr or env[min(i - tr.shift, len(env) - 1)] <= thr)
             ):
                 tr.bad_run = 0  # a gap the jitter buffer put in: the voice goes on later
                 return
-            if tr.bad_run >= _windows(cfg.lost_s):
+            if tr.bad_run >= windows(cfg.lost_s):
                 first_bad = i + 1 - tr.bad_run
                 if self._fits(tr):  # what came before the cut was this sentence
                     tr.good = max(tr.good, first_bad - tr.shift)
@@ -249,7 +249,7 @@ class Recogniser:
                 self._lose(tr, first_bad)
             return
         tr.bad_run = 0
-        settled = self._since_pause[i] >= _windows(cfg.agc_settle_s)
+        settled = self._since_pause[i] >= windows(cfg.agc_settle_s)
         if settled and level > thr and env[j] > thr:  # gain drifts (AGC): compare shapes
             gain = float(np.median(tr.diffs)) if tr.diffs else level - tr.slope * float(env[j])
             d = level - tr.slope * near  # +-1 window: the fit is only that precise
@@ -259,11 +259,11 @@ class Recogniser:
             self._lose(tr, i + 1 - len(tr.diffs) // 2)
             return
         # verified with a lag: drift shows in the running median only after a while
-        tr.good = max(tr.good, j + 1 - _windows(cfg.verify_lag_s))
+        tr.good = max(tr.good, j + 1 - windows(cfg.verify_lag_s))
         self._hear(tr)
 
     def _fits(self, tr: _Track) -> bool:
-        return len(tr.diffs) < 10 or _spread(tr.diffs) <= self.cfg.track_max_db
+        return len(tr.diffs) < 10 or spread(tr.diffs) <= self.cfg.track_max_db
 
     def _resync(self, tr: _Track, i: int) -> bool:
         """The jitter buffer stretches or squeezes received audio by a few windows: if the
@@ -275,12 +275,12 @@ class Recogniser:
             for k in range(max(0, i - 30), i + 1):
                 j = k - tr.shift - ds
                 level = self.levels[k]
-                if not 1 <= j < len(env) - 1 or self._since_pause[k] < _windows(cfg.agc_settle_s):
+                if not 1 <= j < len(env) - 1 or self._since_pause[k] < windows(cfg.agc_settle_s):
                     continue
                 if level > cfg.threshold_dbfs and env[j] > cfg.threshold_dbfs:
                     diffs.append(level - tr.slope * float(env[j]))
-            if len(diffs) >= 10 and (best is None or _spread(diffs) < best[0]):
-                best = (_spread(diffs), ds, diffs)
+            if len(diffs) >= 10 and (best is None or spread(diffs) < best[0]):
+                best = (spread(diffs), ds, diffs)
         if best is None or best[0] > cfg.track_max_db or abs(tr.drift + best[1]) > 6:
             return False
         tr.shift += best[1]
@@ -340,15 +340,20 @@ class Recogniser:
         assert self.search_from is not None
         start = self.search_from
         recv = np.asarray(self.levels[start:])
-        m, skip = _windows(cfg.align_s), _windows(cfg.attack_s)
-        if int(np.sum(recv[skip : skip + m] > cfg.threshold_dbfs)) < _windows(cfg.min_voiced_s):
+        m, skip = windows(cfg.align_s), windows(cfg.attack_s)
+        if int(np.sum(recv[skip : skip + m] > cfg.threshold_dbfs)) < windows(cfg.min_voiced_s):
             return self._reject(start, final)  # a fragment: silence fits every sentence
         if self._cands is None or self._cands[0] != start:
-            self._cands = (start, self._candidates(recv[skip : skip + m], skip))
+            self._cands = (
+                start,
+                candidates(
+                    self.vocab.entries, recv[skip : skip + m], skip, self.cfg.threshold_dbfs
+                ),
+            )
         ok = [c for c in self._cands[1] if c[0] <= cfg.align_max_db]
         if ok and len(recv) > skip + m:  # listening on: judge on all the audio heard so far
             ok = sorted(
-                ((_score(v.env, off + skip, recv[skip:]), e, v, off) for _, e, v, off in ok),
+                ((score_at(v.env, off + skip, recv[skip:]), e, v, off) for _, e, v, off in ok),
                 key=lambda c: c[0],
             )
             ok = [c for c in ok if c[0] <= cfg.align_max_db]
@@ -361,12 +366,12 @@ class Recogniser:
             # mid-sentence there are many more places to fit by chance: a short tail fits
             # too much, and the fit must hold longer and be followed by a pause
             rest = len(view.env) - off
-            if rest < _windows(cfg.align_tail_s):
+            if rest < windows(cfg.align_tail_s):
                 return self._reject(start, final)
-            pause = 2 * _windows(cfg.lost_s)
-            if len(recv) < min(_windows(cfg.align_mid_s), rest + pause) and not final:
+            pause = 2 * windows(cfg.lost_s)
+            if len(recv) < min(windows(cfg.align_mid_s), rest + pause) and not final:
                 return None  # the whole rest of a short tail, and the pause after it
-            after = recv[rest : rest + 2 * _windows(cfg.lost_s)]
+            after = recv[rest : rest + 2 * windows(cfg.lost_s)]
             if len(after) and np.mean(after > cfg.threshold_dbfs) > 0.3:
                 return self._reject(start, final)
         said = _upcoming(entry, view, off)
@@ -374,7 +379,7 @@ class Recogniser:
             c[0] - score < cfg.align_margin_db and _upcoming(c[1], c[2], c[3]) != said
             for c in ok[1:]
         )
-        if unsure and len(recv) < _windows(cfg.align_max_s) and not final:
+        if unsure and len(recv) < windows(cfg.align_max_s) and not final:
             return None  # another sentence fits almost as well and says otherwise: listen on
         self._start_track(entry, view, off, start, score)
         return None
@@ -387,26 +392,6 @@ class Recogniser:
             self._count("unknown")
         self.search_from = later[0] if later else None
 
-    def _candidates(self, recv: np.ndarray, skip: int) -> list[tuple[float, Entry, View, int]]:
-        """Best (score, entry, view, offset of the search start) per entry; `recv` begins
-        `skip` windows after the search start."""
-        out = []
-        m = len(recv)
-        for e in self.vocab.entries:
-            best: tuple[float, Entry, View, int] | None = None
-            for v in e.views:
-                env = v.env
-                padded = np.concatenate([env, np.full(m, FLOOR_DB)])
-                windows = np.lib.stride_tricks.sliding_window_view(padded, m)[: len(env)]
-                dist, _ = _fit(windows, recv, self.cfg.threshold_dbfs)
-                k = int(np.argmin(dist))
-                if best is None or dist[k] < best[0]:
-                    best = (float(dist[k]), e, v, k - skip)
-            if best is not None:
-                out.append(best)
-        out.sort(key=lambda c: c[0])
-        return out
-
     def _start_track(self, entry: Entry, view: View, offset: int, start: int, score: float) -> None:
         s0 = start - offset  # received window of the sentence start
         if offset > 0 and s0 >= self.onset_i - 3 and self._voicing_agrees(view.env, s0, start):
@@ -417,7 +402,7 @@ class Recogniser:
         recv = np.asarray(self.levels[start:])
         seg = view.env[offset : offset + len(recv)]
         if len(seg) >= 10:
-            tr.slope = float(_fit(seg[None, :], recv[: len(seg)], self.cfg.threshold_dbfs)[1][0])
+            tr.slope = float(fit(seg[None, :], recv[: len(seg)], self.cfg.threshold_dbfs)[1][0])
         tr.next_word = len(entry.words) - len(_upcoming(entry, view, offset, len(entry.words)))
         last = self._last
         said = 0  # words of this sentence already emitted by the track lost just before
@@ -456,12 +441,6 @@ class Recogniser:
         self.stats[key] += n
 
 
-def _spread(d: Any) -> float:
-    """Median absolute deviation: how much the level differences vary around their gain."""
-    a = np.asarray(d)
-    return float(np.median(np.abs(a - np.median(a))))
-
-
 def _base(tr: _Track) -> float:
     """Received time of the track's sentence time 0."""
     return tr.shift * WINDOW_S - tr.view.t0
@@ -471,36 +450,3 @@ def _upcoming(entry: Entry, view: View, offset: int, n: int = 3) -> tuple[str, .
     """The next words heard from window `offset` of a view (what a pick would emit)."""
     t = view.t0 + offset * WINDOW_S
     return tuple(w.word for w in entry.words if (w.start + w.end) / 2 >= t)[:n]
-
-
-def _fit(windows: np.ndarray, recv: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
-    """How well `recv` fits each row of `windows`: (score in dB, slope).
-
-    The transmission path may apply automatic gain control (WebRTC does): levels come out
-    raised and compressed, more so at an onset. So the fit is affine (gain and slope) over the
-    windows voiced in both, plus 10 dB per unit of voicing disagreement.
-    """
-    vw, vr = windows > thr, recv > thr
-    both = vw & vr[None, :]
-    nb = np.maximum(both.sum(axis=1), 1)
-    mw = (windows * both).sum(axis=1) / nb
-    mr = (recv[None, :] * both).sum(axis=1) / nb
-    wc = (windows - mw[:, None]) * both
-    rc = (recv[None, :] - mr[:, None]) * both
-    slope = np.clip((wc * rc).sum(axis=1) / ((wc * wc).sum(axis=1) + 1e-9), 0.4, 1.5)
-    resid = (np.minimum(np.abs(rc - slope[:, None] * wc), 10.0) * both).sum(axis=1) / nb
-    score = resid + 10.0 * (vw != vr[None, :]).mean(axis=1)
-    score[both.sum(axis=1) < 10] = np.inf
-    return score, slope
-
-
-def _score(env: np.ndarray, offset: int, recv: np.ndarray) -> float:
-    seg = env[max(0, offset) : offset + len(recv)]
-    seg = np.concatenate([np.full(max(0, -offset), FLOOR_DB), seg])
-    if len(seg) < len(recv):
-        seg = np.concatenate([seg, np.full(len(recv) - len(seg), FLOOR_DB)])
-    return float(_fit(seg[None, :], recv, -40.0)[0][0])
-
-
-def _windows(seconds: float) -> int:
-    return max(1, round(seconds / WINDOW_S))
