@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 from services.common import config
 from services.common.session import build_session, say_fallback_on_llm_failure
 from services.common.session_metrics import SessionMetrics
-from tests.fakes.deepgram_server import DeepgramConfig, FakeDeepgram
+from tests.fakes.deepgram_server import FakeDeepgram
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.session_io import PlayoutRecorder, SpeechInput
 from tests.support.speech import Utterance
@@ -103,17 +103,16 @@ class SessionFactory:
                     replies: list[str] | None = None,
                     session_factory: Callable[..., AgentSession] | None = None,
                     **env: str) -> Harness:
-        """`script`: what the fake Deepgram transcribes for the user's speech; `replies`: the
+        """`script`: what the user may say (the fake Deepgram recognises it in the audio it
+        receives, in any order, and transcribes only what it hears); `replies`: the
         fake LLM's first answers, in order (later ones echo the user). `session_factory` replaces
         build_session (benchmarks compare against a bare AgentSession)."""
         oai = FakeOpenAI()
-        # "align" places each speech burst in the script by its sound, so a new STT connection
-        # (the framework opens one when the user turn is cleared) picks up mid-utterance
-        dg = FakeDeepgram(config=DeepgramConfig(match="align"))
+        dg = FakeDeepgram()
         for server in (oai, dg):
             await server.__aenter__()
             self._servers.append(server)
-        dg.script(script)
+        dg.know(script)
         oai.replies.extend(replies or [])
         settings = config.load(service, {
             "LIVEKIT_URL": "ws://127.0.0.1:1", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s",
