@@ -13,8 +13,8 @@ from prometheus_client import Counter, Gauge, Histogram
 NAMESPACE = "voice_agent"
 
 # Interruption kinds: cut_in = the agent cut the user off; barge_in = the user interrupted the
-# agent's audible reply; preempted = the user went on talking before a reply that had started
-# could be heard (it was cancelled before its audio); suppressed = the user spoke during
+# agent's audible reply; preempted = a reply the agent had started was dropped because the user
+# went on talking (before its audio, or replaced by a cut-in); suppressed = the user spoke during
 # protected speech; false = a barge-in turned out to be noise and the agent resumed.
 # barge_in + preempted are the replies the user talked over.
 INTERRUPTION_KINDS = ("cut_in", "barge_in", "preempted", "suppressed", "false")

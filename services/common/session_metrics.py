@@ -32,6 +32,9 @@ class SessionMetrics:
         self._session = session
         self._talked_over: SpeechHandle | None = None  # what was playing when the user spoke
         self._audible: set[str] = set()  # ids of speech whose audio started
+        # with preemptive generation on, the framework also creates (and discards) replies
+        # ahead of the end of the turn; only those it scheduled were real replies
+        self._preemptive = bool(session.options.preemptive_generation.get("enabled", True))
         self._closed = False
         metrics.init_labels(agent)
         metrics.SESSIONS_ACTIVE.labels(agent=agent).inc()
@@ -89,11 +92,12 @@ class SessionMetrics:
             self._audible.discard(h.id)
             if not h.interrupted:
                 return
-            # only speech the user was hearing when they started to talk: the framework also
-            # interrupts replies it generated ahead of time and then discards (never scheduled)
-            if h is self._talked_over:
+            # barge_in: only speech the user was hearing when they started to talk
+            if h is self._talked_over and audible:
                 metrics.INTERRUPTIONS.labels(agent=self._agent, kind="barge_in").inc()
-            elif h.scheduled and not audible and self._session.user_state == "speaking":
+            elif (self._session.user_state == "speaking"
+                  and (h.scheduled or not self._preemptive)):
+                # a reply dropped while the user talked on, before they could hear it out
                 metrics.INTERRUPTIONS.labels(agent=self._agent, kind="preempted").inc()
 
         handle.add_done_callback(done)

@@ -110,6 +110,9 @@ class InterrupterAgent(Agent):
     def _on_speech_done(self, handle: SpeechHandle) -> None:
         audible = handle.id in self._audible
         self._audible.discard(handle.id)
+        logger.debug("speech done", extra={"speech_id": handle.id, "audible": audible,
+                                           "interrupted": handle.interrupted,
+                                           "user_state": self.session.user_state})
         # played to its end without being interrupted: the user heard the agent out. (Agent and
         # user states are not enough: on a busy machine the STT can interrupt a reply before
         # the VAD has flagged the user as speaking.)
@@ -117,6 +120,8 @@ class InterrupterAgent(Agent):
             self._end_monologue("reply heard to the end")
 
     def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
+        logger.debug("agent state", extra={"old": ev.old_state, "new": ev.new_state,
+                                           "user_state": self.session.user_state})
         if ev.new_state == "speaking":
             if (speech := self.session.current_speech) is not None:
                 self._audible.add(speech.id)
@@ -154,6 +159,8 @@ class InterrupterAgent(Agent):
             self._start_cut_in()
 
     def _on_user_state(self, ev: UserStateChangedEvent) -> None:
+        logger.debug("user state", extra={"old": ev.old_state, "new": ev.new_state,
+                                          "agent_state": self.session.agent_state})
         if ev.new_state == "speaking":
             if self.session.agent_state == "speaking":
                 self._agent_talked_over = True

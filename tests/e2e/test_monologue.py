@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,13 +33,14 @@ def _talked_over(w: Worker) -> float:
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("pause_s", [0.4, 0.7, 1.0, 1.2])
 async def test_cut_in_follows_the_third_sentence_whatever_the_pauses(
-    lk_server: LiveKitServer, fakes: Fakes, interrupter: Worker, participant: Any,
-    room_name: str, pause_s: float,
+    lk_server: LiveKitServer, fakes: Fakes, start_worker: Callable[..., Worker],
+    participant: Any, room_name: str, pause_s: float,
 ) -> None:
+    # a worker of its own that logs at DEBUG: the monologue's bookkeeping is the evidence
+    interrupter = start_worker("interrupter", env={"LOG_LEVEL": "DEBUG"})
     mono = monologue(random.Random(SEED), sentences=7, pause_s=pause_s)
     fakes.openai("config", ttft_s=0.4, tts_ttfb_s=0.2)
-    fakes.deepgram("config", match="align")
-    fakes.deepgram("script", utterances=[u.script() for u in mono.vocabulary])
+    fakes.deepgram("know", utterances=[u.script() for u in mono.vocabulary])
     talked_over_before = _talked_over(interrupter)
 
     async with participant(lk_server, room_name) as p:
@@ -64,7 +66,10 @@ async def test_cut_in_follows_the_third_sentence_whatever_the_pauses(
            f"{latency:.2f} s after the end of its voice (decided "
            f"{decided - spoken.sentence_end(2):+.2f} s); {len(chats) - 1} replies started in "
            f"pauses, {replies_in_pauses} of them audible, {talked_over:g} talked over")
-    assert followed == 3, f"the cut-in followed sentence {followed}, not 3: {timeline}"
+    ended = [(round(r["_t"] - spoken.start, 2), r.get("why"))
+             for r in interrupter.find("monologue ended", room=room_name)]
+    assert followed == 3, (f"the cut-in followed sentence {followed}, not 3: {timeline}; "
+                           f"monologue ended at {ended}")
     assert decisions[0].get("limit") == "sentences", decisions[0]
     assert cut_in.start < spoken.end, "the cut-in must play while the caller is still talking"
     after = [round(s.start - spoken.end, 2) for s in segments if s.start > spoken.end]
