@@ -157,6 +157,12 @@ VARIABLES: tuple[Var, ...] = (
         _choice("vad", "stt")),
     Var("MIN_ENDPOINTING_DELAY", "0.5", "Seconds of silence before the user's turn ends.",
         _float_range(0.0, 10.0)),
+    Var("AEC_WARMUP_SECONDS", "",
+        "Seconds after the agent first speaks in a call during which the user's audio cannot "
+        "interrupt it and the STT hears silence (the framework's echo-cancellation warm-up); 0 "
+        "disables it. Empty: 0 for the interrupter (it must hear a user who talks over its "
+        "first reply), 3 (the framework's default) for the uninterruptable agent.",
+        _optional(_float_range(0.0, 30.0))),
     Var("AGENT_INSTRUCTIONS", "", "System instructions; empty uses the agent's built-in ones.",
         _str),
     Var("FALLBACK_LINE", "Sorry, I ran into a problem on my side. Could you say that again?",

@@ -231,7 +231,10 @@ class InterrupterAgent(Agent):
 
 async def entrypoint(ctx: JobContext) -> None:
     settings: config.Settings = ctx.proc.userdata["settings"]
+    # no echo-cancellation warm-up by default: a user who talks over the first reply (in a pause
+    # of their monologue) would otherwise go unheard by the STT for its first 3 s
     session = build_session(settings, ctx.proc.userdata["vad"], preemptive_generation=False,
+                            aec_warmup_default=0.0,
                             components=ctx.proc.userdata["providers"])
     session_metrics = SessionMetrics(session, SERVICE)
     await run_in_room(ctx, session, InterrupterAgent(settings, session_metrics), session_metrics,

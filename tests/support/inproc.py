@@ -121,8 +121,11 @@ class SessionFactory:
         })
         discard = settings.values.get("PROTECTED_SPEECH_USER_AUDIO", "discard") == "discard"
         build = session_factory or build_session
+        # as each agent's entrypoint builds it (see services/*/agent.py)
+        own = {"aec_warmup_default": 0.0} if (
+            service == "interrupter" and session_factory is None) else {}
         session = build(settings, self._vad, discard_audio_if_uninterruptible=discard,
-                        preemptive_generation=service != "interrupter")
+                        preemptive_generation=service != "interrupter", **own)
         session_metrics = SessionMetrics(session, service) if self._metrics else None
         if session_factory is None:  # as run_in_room wires a job's session
             say_fallback_on_llm_failure(session, settings["FALLBACK_LINE"])

@@ -43,6 +43,7 @@ INVALID = {
     "PROVIDER_MAX_RETRIES": "-1",
     "TURN_DETECTION": "magic",
     "MIN_ENDPOINTING_DELAY": "fast",
+    "AEC_WARMUP_SECONDS": "-1",
     "FALLBACK_LINE": " ",
     "HTTP_BIND_ADDRESS": " ",
     "LIVEKIT_MAX_RETRY": "many",
