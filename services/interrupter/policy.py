@@ -131,13 +131,16 @@ def _opens_with_time(text: str, sentence_start: int, token_start: int) -> bool:
 
 
 def _is_boundary(run: str, token: str, alone: bool, word: str,
-                 opens_with_time: bool = False) -> bool:
+                 opens_with_time: bool = False, quoted: bool = False) -> bool:
     """Decide a candidate that has a following ``word`` (so the decision is final)."""
     bare = word.lstrip(_OPENERS)
     first = bare[:1]
     if first.islower():
-        # lowercase continuation: 'etc. and', 'p.m. on', '"Stop!" he said', 'Well… that'
-        return False
+        # lowercase continuation: 'etc. and', 'p.m. on', '"Stop!" he said', 'Well… that'; but
+        # an STT puts a plain word's period only at a sentence end, and the next sentence can
+        # start uncapitalised when its first word was lost ("...before it. flight got...")
+        return run == "." and not quoted and _kind(token, alone) == _ORDINARY
+
     if "?" in run or "!" in run:
         return True
     if "…" in run or len(run) > 1:
@@ -201,7 +204,8 @@ def _scan(text: str, at_sentence_start: bool, complete: bool) -> tuple[int, int,
         run = match.group(1)
         timed = run == "." and _kind(token, alone) == _TIME and _opens_with_time(
             text, sentence_start, token_start)
-        if _is_boundary(run, token, alone, _next_word(text, after + 1), timed):
+        if _is_boundary(run, token, alone, _next_word(text, after + 1), timed,
+                        bool(match.group(2))):
             total += 1
             certain += 1
             resume = sentence_start = after + 1

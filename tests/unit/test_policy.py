@@ -73,6 +73,20 @@ def test_open_text_end(text: str, expected: int) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        # the STT lost "My": a plain word's period still ends the sentence before
+        ("It fell apart in the last week before it. flight got cancelled.", 2),
+        ("We bought pears, etc. and went home.", 1),  # an abbreviation's period does not
+        ("It closes at 5 p.m. on Sundays.", 1),
+        ('He yelled "Stop." and ran.', 1),  # a quoted period does not either
+    ],
+)
+def test_lowercase_after_a_period(text: str, expected: int) -> None:
+    assert count_sentences(text, complete=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
         ("I start at 9 a.m. Then I go for a run.", 2),
         ("I start at 9 a.m. on weekdays.", 1),
         ("He was born on Jan. 5 in Ohio.", 1),
