@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # One file, two images. Build an agent with its target:
 #   docker build --target interrupter     -t voice-agents-interrupter .
 #   docker build --target uninterruptable -t voice-agents-uninterruptable .
@@ -58,11 +56,11 @@ COPY --chown=root:root services/ /app/services/
 COPY --chown=root:root --chmod=0755 services/entrypoint.sh /app/services/entrypoint.sh
 RUN python -m compileall -q /app/services
 USER ${APP_UID}:${APP_GID}
-# As the runtime user, so any cache lands in its HOME with its ownership: fetch every plugin file
-# through the entry command (no keys needed for download-files), then load Silero VAD once (its
-# model ships in the wheel) to prove onnxruntime runs in this image. Start-up downloads nothing.
-RUN /app/services/entrypoint.sh interrupter download-files \
-    && /app/services/entrypoint.sh uninterruptable download-files \
+# As the runtime user, so any cache lands in its HOME with its ownership: fetch the files of every
+# installed plugin (no keys needed) with the framework's own command (running it through an
+# agent's CLI is deprecated since livekit-agents 1.5.10), then load Silero VAD once (its model
+# ships in the wheel) to prove onnxruntime runs in this image. Start-up downloads nothing.
+RUN python -m livekit.agents download-files \
     && python -c "from livekit.plugins import silero; silero.VAD.load()" \
     && find /run/voice-agent/metrics -mindepth 1 -delete
 EXPOSE 8081 9100

@@ -3,7 +3,7 @@ PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/.cache/tools/bin:$(PATH)
 
-.PHONY: setup test lint test-fast bench bench-quick config-table
+.PHONY: setup test lint test-fast bench bench-quick config-table stack stack-down
 
 setup:  ## install pinned tools and the venv under .cache/ and .venv/ (idempotent)
 	bash scripts/setup.sh
@@ -25,3 +25,9 @@ bench-quick: setup
 
 config-table:  ## regenerate the README's configuration table
 	@$(PY) scripts/config_table.py
+
+stack:  ## the compose stack with local stand-in images and the provider fakes (see README)
+	bash scripts/docker-stack.sh up
+
+stack-down:  ## stop the compose stack and its dockerd
+	bash scripts/docker-stack.sh down

@@ -15,6 +15,7 @@ import sys
 from . import config
 
 EXIT_CONFIG_ERROR = 2
+EXIT_LIVEKIT_UNREACHABLE = 1
 _LIVEKIT_LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR"}
 
 
@@ -46,4 +47,18 @@ def main(service: str, entrypoint: str) -> None:
 
     module_name, func_name = entrypoint.split(":")
     job_entrypoint = getattr(importlib.import_module(module_name), func_name)
-    cli.run_app(build_server(settings, job_entrypoint))
+    server = build_server(settings, job_entrypoint)
+    try:
+        cli.run_app(server)
+    except SystemExit as e:
+        if e.code not in (None, 0) or not _gave_up(server):
+            raise
+    # After LIVEKIT_MAX_RETRY failed connections livekit-agents logs "worker failed", drains and
+    # ends with exit code 0, which an orchestrator reads as a clean stop: say it failed.
+    if _gave_up(server):
+        sys.exit(EXIT_LIVEKIT_UNREACHABLE)
+
+
+def _gave_up(server: object) -> bool:
+    # livekit-agents 1.8 keeps this only as a private flag (its health endpoint answers 503 on it)
+    return bool(getattr(server, "_connection_failed", False))

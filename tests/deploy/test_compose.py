@@ -85,9 +85,15 @@ def test_compose_spec_validation_is_not_vacuous(check_jsonschema: Path, tmp_path
 
 # --- .env.example and config.VARIABLES --------------------------------------------------------
 
+# Read by docker-compose.yml only (interpolation), for livekit-server: not agent settings.
+COMPOSE_ONLY = {"LIVEKIT_NODE_IP": "NODE_IP: ${LIVEKIT_NODE_IP:-}"}
+
+
 def test_env_example_lists_exactly_config_variables() -> None:
     names = re.findall(r"^([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
     assert len(names) == len(set(names)), "a variable is listed twice"
+    assert names[-len(COMPOSE_ONLY):] == list(COMPOSE_ONLY), "compose-only variables come last"
+    names = names[:-len(COMPOSE_ONLY)]
     assert names == [v.name for v in config.VARIABLES], (
         "list every variable of config.VARIABLES, in its order: missing "
         f"{sorted(set(BY_NAME) - set(names))}, unknown {sorted(set(names) - set(BY_NAME))}")
@@ -115,6 +121,9 @@ def test_env_example_documents_every_variable() -> None:
                 comment.insert(0, lines[j][2:])
                 j -= 1
             name = line.split("=", 1)[0]
+            if name in COMPOSE_ONLY:
+                assert comment and name not in " ".join(comment), f"{name}: document it"
+                continue
             words = BY_NAME[name].help.split()[:4]
             assert " ".join(words) in " ".join(comment), f"{name}: put its help above it"
 
@@ -175,6 +184,15 @@ def test_livekit_server_pinned_to_the_tested_release(compose: dict[str, Any]) ->
     for service in ("prometheus", "grafana"):
         image = compose["services"][service]["image"]
         assert re.search(r":v?\d+\.\d+\.\d+$", image), f"{service}: pin a release ({image})"
+
+
+def test_livekit_node_ip_from_env(compose: dict[str, Any]) -> None:
+    """LIVEKIT_NODE_IP in .env sets the address WebRTC media is offered on; empty keeps
+    livekit-server's own choice (the container's address)."""
+    env = compose["services"]["livekit"]["environment"]
+    assert f"NODE_IP: {env['NODE_IP']}" == COMPOSE_ONLY["LIVEKIT_NODE_IP"]
+    assert interpolate(env["NODE_IP"], {"LIVEKIT_NODE_IP": "198.51.100.10"}) == "198.51.100.10"
+    assert interpolate(env["NODE_IP"], {}) == ""
 
 
 def test_livekit_in_dev_mode_from_deploy_livekit(compose: dict[str, Any], livekit_conf) -> None:
@@ -247,13 +265,19 @@ def test_depends_on_waits_for_health(compose: dict[str, Any]) -> None:
 def test_agents_hardened_like_the_chart(compose: dict[str, Any]) -> None:
     base = next(s for s in parse_dockerfile() if s.name == "base")
     env = dict(kv.split("=", 1) for ins in base.all("ENV") for kv in shlex.split(ins.value))
+    args = dict(i.value.split("=", 1) for i in base.all("ARG") if "=" in i.value)
     for service in SERVICES:
         spec = compose["services"][service]
         assert spec["read_only"] is True and spec["cap_drop"] == ["ALL"]
         assert "no-new-privileges:true" in spec["security_opt"]
         assert "/tmp" in spec["tmpfs"]
-        assert any(env["PROMETHEUS_MULTIPROC_DIR"].startswith(t + "/") for t in spec["tmpfs"]), (
-            "PROMETHEUS_MULTIPROC_DIR must be on a writable tmpfs")
+        mounts = dict((t.split(":", 1) + [""])[:2] for t in spec["tmpfs"])
+        metrics_dir = env["PROMETHEUS_MULTIPROC_DIR"]
+        (metrics_tmpfs,) = [m for m in mounts if metrics_dir.startswith(m + "/")]
+        # a plain tmpfs is root's, mode 0755: the agent (the image's UID) could not write there
+        options = dict(o.split("=") for o in mounts[metrics_tmpfs].split(",") if o)
+        assert (options.get("uid"), options.get("gid")) == (args["APP_UID"], args["APP_GID"]), (
+            f"{service}: {metrics_tmpfs} must belong to the image's user")
 
 
 def test_named_volumes_and_bind_mounts_exist(compose: dict[str, Any]) -> None:
