@@ -37,14 +37,16 @@ async def test_cut_in_follows_the_third_sentence_whatever_the_pauses(
     participant: Any, room_name: str, pause_s: float,
 ) -> None:
     # a worker of its own that logs at DEBUG: the monologue's bookkeeping is the evidence
-    interrupter = start_worker("interrupter", env={"LOG_LEVEL": "DEBUG"})
+    # (its own agent name too: the suite's shared interrupter worker must not take the call)
+    interrupter = start_worker("interrupter", env={"LOG_LEVEL": "DEBUG",
+                                                   "AGENT_NAME": "interrupter-sweep"})
     mono = monologue(random.Random(SEED), sentences=7, pause_s=pause_s)
     fakes.openai("config", ttft_s=0.4, tts_ttfb_s=0.2)
     fakes.deepgram("know", utterances=[u.script() for u in mono.vocabulary])
     talked_over_before = _talked_over(interrupter)
 
     async with participant(lk_server, room_name) as p:
-        await p.dispatch("interrupter")
+        await p.dispatch(interrupter.agent_name)
         spoken = await p.say(mono.speech)
         # long enough for a wrong second reply: endpointing + the agent's grace + LLM + TTS
         await asyncio.sleep(max(0.0, spoken.end + 5.0 - time.time()))
