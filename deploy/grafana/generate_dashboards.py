@@ -370,8 +370,9 @@ def overview() -> dict[str, Any]:
         timeseries(
             "Interruptions by kind",
             "Interruptions per minute by agent and kind: cut_in (agent cut the user off), "
-            "barge_in (user interrupted the agent), suppressed (user spoke during protected "
-            "speech), false (false interruption, the agent resumed).",
+            "barge_in (user interrupted the agent), preempted (user went on talking before a "
+            "started reply was heard), suppressed (user spoke during protected speech), false "
+            "(false interruption, the agent resumed).",
             [
                 target(
                     f"sum by (agent, kind) (rate(voice_agent_interruptions_total{{{SEL}}}"

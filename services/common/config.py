@@ -157,6 +157,12 @@ VARIABLES: tuple[Var, ...] = (
         _choice("vad", "stt")),
     Var("MIN_ENDPOINTING_DELAY", "0.5", "Seconds of silence before the user's turn ends.",
         _float_range(0.0, 10.0)),
+    Var("AEC_WARMUP_SECONDS", "",
+        "Seconds after the agent first speaks in a call during which the user's audio cannot "
+        "interrupt it and the STT hears silence (the framework's echo-cancellation warm-up); 0 "
+        "disables it. Empty: 0 for the interrupter (it must hear a user who talks over its "
+        "first reply), 3 (the framework's default) for the uninterruptable agent.",
+        _optional(_float_range(0.0, 30.0))),
     Var("AGENT_INSTRUCTIONS", "", "System instructions; empty uses the agent's built-in ones.",
         _str),
     Var("FALLBACK_LINE", "Sorry, I ran into a problem on my side. Could you say that again?",
@@ -185,13 +191,17 @@ VARIABLES: tuple[Var, ...] = (
     Var("LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR. Transcripts are only "
         "logged at DEBUG.", lambda raw: _choice("debug", "info", "warning", "error")(raw).upper()),
     # interrupter
-    Var("INTERRUPT_MAX_SENTENCES", "3", "Cut in once the user's turn reaches this many "
+    Var("INTERRUPT_MAX_SENTENCES", "3", "Cut in once the user's monologue reaches this many "
         "sentences (0 disables this limit).", _int_range(0, 1000), scope="interrupter"),
-    Var("INTERRUPT_MAX_WORDS", "", "Cut in at this many words in one turn (empty disables).",
-        _optional(_int_range(1, 100000)), scope="interrupter"),
-    Var("INTERRUPT_MAX_SECONDS", "", "Cut in after this many seconds of continuous talk "
-        "(empty disables).", _optional(_float_range(0.0, 3600.0, lo_open=True)),
+    Var("INTERRUPT_MAX_WORDS", "", "Cut in at this many words in one monologue (empty "
+        "disables).", _optional(_int_range(1, 100000)), scope="interrupter"),
+    Var("INTERRUPT_MAX_SECONDS", "", "Cut in after this many seconds of monologue (empty "
+        "disables).", _optional(_float_range(0.0, 3600.0, lo_open=True)),
         scope="interrupter"),
+    Var("INTERRUPT_FLOOR_SECONDS", "3", "A monologue is the user's speech since the agent last "
+        "had the floor: pauses and replies the user talks over do not end it; the agent speaking "
+        "this many seconds, or to the end of a reply, without being talked over does.",
+        _float_range(0.0, 60.0, lo_open=True), scope="interrupter"),
     Var("INTERRUPT_PREFACE", "Sorry, can I pause you there?", "Line spoken at once when "
         "cutting in.", _nonempty, scope="interrupter"),
     Var("INTERRUPT_INSTRUCTIONS", "The user has been talking for a while. In one or two short "

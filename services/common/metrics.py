@@ -13,10 +13,11 @@ from prometheus_client import Counter, Gauge, Histogram
 NAMESPACE = "voice_agent"
 
 # Interruption kinds: cut_in = the agent cut the user off; barge_in = the user interrupted the
-# agent;
-# suppressed = the user spoke during protected speech; false = a barge-in turned out to be noise
-# and the agent resumed.
-INTERRUPTION_KINDS = ("cut_in", "barge_in", "suppressed", "false")
+# agent's audible reply; preempted = a reply the agent had started was dropped because the user
+# went on talking (before its audio, or replaced by a cut-in); suppressed = the user spoke during
+# protected speech; false = a barge-in turned out to be noise and the agent resumed.
+# barge_in + preempted are the replies the user talked over.
+INTERRUPTION_KINDS = ("cut_in", "barge_in", "preempted", "suppressed", "false")
 SESSION_OUTCOMES = ("completed", "failed")
 PROVIDER_COMPONENTS = ("stt", "llm", "tts")
 
@@ -25,7 +26,7 @@ LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.
 
 INTERRUPTIONS = Counter(
     "voice_agent_interruptions",
-    "Interruptions by kind (cut_in, barge_in, suppressed, false).",
+    "Interruptions by kind (cut_in, barge_in, preempted, suppressed, false).",
     ["agent", "kind"],
 )
 RESPONSE_LATENCY = Histogram(

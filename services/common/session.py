@@ -48,11 +48,18 @@ def build_session(
     discard_audio_if_uninterruptible: bool = True,
     preemptive_generation: bool = True,
     components: providers.Providers | None = None,
+    aec_warmup_default: float = 3.0,
     **overrides: Any,
 ) -> AgentSession:
     """The session both agents run: providers from configuration (or `components`, built ahead
-    by the prewarm), the prewarmed VAD, pinned turn handling, provider timeouts and retries."""
+    by the prewarm), the prewarmed VAD, pinned turn handling, provider timeouts and retries.
+
+    `aec_warmup_default` applies when AEC_WARMUP_SECONDS is empty: for its first seconds of
+    speech in a call the framework ignores the user (no interruption, silence for the STT).
+    """
     components = components or providers.build(settings)
+    warmup = settings["AEC_WARMUP_SECONDS"]
+    warmup = aec_warmup_default if warmup is None else warmup
     return AgentSession(
         stt=components.stt,
         llm=components.llm,
@@ -64,6 +71,7 @@ def build_session(
             preemptive_generation=preemptive_generation,
         ),
         conn_options=connect_options(settings),
+        aec_warmup_duration=warmup or None,  # None: no warm-up
         **overrides,
     )
 

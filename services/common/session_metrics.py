@@ -31,6 +31,10 @@ class SessionMetrics:
         self._cut_in_started_at: float | None = None
         self._session = session
         self._talked_over: SpeechHandle | None = None  # what was playing when the user spoke
+        self._audible: set[str] = set()  # ids of speech whose audio started
+        # with preemptive generation on, the framework also creates (and discards) replies
+        # ahead of the end of the turn; only those it scheduled were real replies
+        self._preemptive = bool(session.options.preemptive_generation.get("enabled", True))
         self._closed = False
         metrics.init_labels(agent)
         metrics.SESSIONS_ACTIVE.labels(agent=agent).inc()
@@ -68,6 +72,8 @@ class SessionMetrics:
     def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
         if ev.new_state != "speaking":
             return
+        if (speech := self._session.current_speech) is not None:
+            self._audible.add(speech.id)
         if self._cut_in_started_at is not None:
             metrics.CUT_IN_LATENCY.labels(agent=self._agent).observe(
                 max(0.0, ev.created_at - self._cut_in_started_at))
@@ -82,10 +88,17 @@ class SessionMetrics:
         handle = ev.speech_handle
 
         def done(h: SpeechHandle) -> None:
-            # only speech the user was hearing when they started to talk: the framework also
-            # interrupts replies it generated ahead of time and then discards
-            if h.interrupted and h is self._talked_over:
+            audible = h.id in self._audible
+            self._audible.discard(h.id)
+            if not h.interrupted:
+                return
+            # barge_in: only speech the user was hearing when they started to talk
+            if h is self._talked_over and audible:
                 metrics.INTERRUPTIONS.labels(agent=self._agent, kind="barge_in").inc()
+            elif (self._session.user_state == "speaking"
+                  and (h.scheduled or not self._preemptive)):
+                # a reply dropped while the user talked on, before they could hear it out
+                metrics.INTERRUPTIONS.labels(agent=self._agent, kind="preempted").inc()
 
         handle.add_done_callback(done)
 

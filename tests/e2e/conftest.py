@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -107,7 +108,9 @@ def start_worker(
     """`start_worker(agent, server=lk_server, name=..., env={...}, wait=True)`: a worker of
     the test's own, stopped (process group killed) at teardown."""
     started: list[Worker] = []
-    test = request.node.name
+    # no glob characters ("[0.7]" of a parametrised test) in the metrics directory's path:
+    # prometheus-client finds the processes' files with glob
+    test = re.sub(r"[^\w.-]", "_", request.node.name)
 
     def start(agent: str, *, server: LiveKitServer | None = None, name: str = "",
               env: dict[str, str] | None = None, wait: bool = True) -> Worker:

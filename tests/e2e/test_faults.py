@@ -306,10 +306,14 @@ async def test_sustained_llm_outage_keeps_the_call(
         join = await p.dispatch(AGENT_NAME)
         fakes.openai("fault", endpoint="chat", mode="status", status=500, count=4 * ATTEMPTS)
         for i, utt in enumerate(utts[:4]):
-            await p.say(utt)
+            asked = await p.say(utt)
             await wait_for(lambda n=(i + 1) * ATTEMPTS: _served(fakes.openai, "chat:status") >= n,
                            15, f"failed LLM turn {i + 1}", interval=0.2)
-            await asyncio.sleep(1.5)
+            # the caller hears the agent's fallback line out ("could you say that again?"),
+            # then asks again; talking over it would make the questions one monologue, which
+            # the interrupter cuts into
+            await p.agent_audio.wait_for_speech(after=asked.end, timeout=15)
+            await p.agent_audio.wait_for_quiet(0.8, timeout=30)
         left = p.agent_left_at(join.identity)
         failed_now = fault_worker.metric("voice_agent_sessions_total", agent="interrupter",
                                          outcome="failed")

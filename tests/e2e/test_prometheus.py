@@ -245,7 +245,7 @@ def run(e2e_dir: Path, lk_server: LiveKitServer, fakes: Fakes) -> Iterator[Run]:
         # question may reach it, or a new connection after the cut-in cleared the user turn
         question = speech(QUESTION).script()
         fakes.deepgram("script", mode="queue", utterances=[speech(MONOLOGUE).script(), question])
-        fakes.deepgram("script", utterances=[question])
+        fakes.deepgram("script", utterances=[question, speech(TALK_OVER).script()])
         fakes.openai("reply", replies=[GREETING])  # the first chat is the greeting
         started = time.time()
         try:

@@ -3,7 +3,8 @@
 - `FakeOpenAI` (openai_server.py): `/v1/models`, `/v1/chat/completions`, `/v1/audio/speech`,
   `/v1/audio/transcriptions`.
 - `FakeDeepgram` (deepgram_server.py): the `/v1/listen` WebSocket with interim/final `Results`
-  for the speech it actually receives.
+  for the speech it actually receives: recogniser.py recognises known sentences in the audio,
+  deepgram_protocol.py turns the words into Deepgram's messages.
 - `python -m tests.fakes` runs both in their own process for end-to-end tests.
 
 This module holds what both share: the server lifecycle (an async context manager in the
@@ -47,7 +48,7 @@ class Fault:
       drop        HTTP: send `after_chunks` body chunks, then cut the TCP connection.
                   Deepgram: cut the socket after `after_audio_s` seconds of audio received
                   (counted from when the fault reaches the connection), or, if `after_words`
-                  is set, once that many words of an utterance have been recognised.
+                  is set, once that many words of an utterance have been heard.
       slow_first  headers at once, first token/audio byte only after `delay_s` (endpoints
                   that do not stream: the whole answer waits `delay_s`).
     """

@@ -8,10 +8,11 @@ Prints one JSON line once both listen:
 and runs until SIGTERM/SIGINT, or until stdin closes when stdin is a pipe (so a test harness
 that dies takes the fakes with it). Steer it with `tests.fakes.Control(<control url>)`.
 
-The script file is either a list (the Deepgram default script) or
-    {"deepgram": {"script": [...], "queue": [[...]], "config": {...}},
+The script file is either a list (what the user may say: the Deepgram fake's vocabulary) or
+    {"deepgram": {"know": [...], "config": {...}},
      "openai": {"replies": [...], "transcripts": [...], "config": {...}}}
-An utterance is an `Utterance.script()` dict, or a plain list of sentences, synthesised here with
+("script" and "queue" of older files add to the vocabulary too). An utterance is an
+`Utterance.script()` dict, or a plain list of sentences, synthesised here with
 `tests.support.speech.synthesize` defaults (the test playing the same sentences with the same
 defaults gets the same audio, from the same cache).
 """
@@ -46,7 +47,7 @@ def _load_script(path: str | None) -> dict[str, Any]:
     if not path:
         return {}
     data = json.loads(Path(path).read_text())
-    return {"deepgram": {"script": data}} if isinstance(data, list) else data
+    return {"deepgram": {"know": data}} if isinstance(data, list) else data
 
 
 def _stdin_is_pipe() -> bool:
@@ -70,9 +71,9 @@ async def _main(args: argparse.Namespace) -> int:
 
     dg = FakeDeepgram(host=args.host, port=args.deepgram_port)
     apply_config(dg.config, dg_spec.get("config", {}))
-    dg.script([_utterance(u) for u in dg_spec.get("script", [])])
+    dg.know([_utterance(u) for u in dg_spec.get("know", []) + dg_spec.get("script", [])])
     for queued in dg_spec.get("queue", []):
-        dg.queue_script([_utterance(u) for u in queued])
+        dg.know([_utterance(u) for u in queued])
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

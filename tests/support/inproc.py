@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 from services.common import config
 from services.common.session import build_session, say_fallback_on_llm_failure
 from services.common.session_metrics import SessionMetrics
-from tests.fakes.deepgram_server import DeepgramConfig, FakeDeepgram
+from tests.fakes.deepgram_server import FakeDeepgram
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.session_io import PlayoutRecorder, SpeechInput
 from tests.support.speech import Utterance
@@ -103,17 +103,16 @@ class SessionFactory:
                     replies: list[str] | None = None,
                     session_factory: Callable[..., AgentSession] | None = None,
                     **env: str) -> Harness:
-        """`script`: what the fake Deepgram transcribes for the user's speech; `replies`: the
+        """`script`: what the user may say (the fake Deepgram recognises it in the audio it
+        receives, in any order, and transcribes only what it hears); `replies`: the
         fake LLM's first answers, in order (later ones echo the user). `session_factory` replaces
         build_session (benchmarks compare against a bare AgentSession)."""
         oai = FakeOpenAI()
-        # "align" places each speech burst in the script by its sound, so a new STT connection
-        # (the framework opens one when the user turn is cleared) picks up mid-utterance
-        dg = FakeDeepgram(config=DeepgramConfig(match="align"))
+        dg = FakeDeepgram()
         for server in (oai, dg):
             await server.__aenter__()
             self._servers.append(server)
-        dg.script(script)
+        dg.know(script)
         oai.replies.extend(replies or [])
         settings = config.load(service, {
             "LIVEKIT_URL": "ws://127.0.0.1:1", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s",
@@ -122,8 +121,11 @@ class SessionFactory:
         })
         discard = settings.values.get("PROTECTED_SPEECH_USER_AUDIO", "discard") == "discard"
         build = session_factory or build_session
+        # as each agent's entrypoint builds it (see services/*/agent.py)
+        own = {"aec_warmup_default": 0.0} if (
+            service == "interrupter" and session_factory is None) else {}
         session = build(settings, self._vad, discard_audio_if_uninterruptible=discard,
-                        preemptive_generation=service != "interrupter")
+                        preemptive_generation=service != "interrupter", **own)
         session_metrics = SessionMetrics(session, service) if self._metrics else None
         if session_factory is None:  # as run_in_room wires a job's session
             say_fallback_on_llm_failure(session, settings["FALLBACK_LINE"])

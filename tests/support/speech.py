@@ -41,6 +41,8 @@ WINDOW_S = 0.01
 # -40 dBFS RMS over 10 ms: below every voiced/fricative window espeak produces, well above the
 # noise floor of Opus-decoded silence. The Deepgram fake uses the same detector for onsets.
 DEFAULT_THRESHOLD_DBFS = -40.0
+STT_RATE = 16000  # what the Deepgram plugin sends
+LEVELS_HOP_S = 0.0025  # script() levels: four phases of 10 ms windows
 _PHRASE_END = re.compile(r"[,;:\u2013\u2014]$|^[-\u2013\u2014]+$")
 _MIN_PAUSE_S = 0.1  # an espeak comma pause is 0.2-0.35 s; stop closures stay under 0.1 s
 _FINAL_LENGTHENING = 1.3  # fitted against libespeak-ng word events on four sentences
@@ -96,22 +98,29 @@ class Utterance:
     def script(self) -> dict[str, Any]:
         """JSON-able text and timings relative to the speech onset: what FakeDeepgram consumes.
 
-        "envelope" is the level of each 10 ms window from the onset to the end of speech (dBFS,
-        rounded): FakeDeepgram's `match="align"` mode finds which utterance, and where in it,
-        a burst of received speech is.
+        "envelope" is the level of each 10 ms window (dBFS, rounded) of the whole speech from
+        the onset. Each sentence has "levels": 10 ms windows every 2.5 ms from 10 ms before its
+        start, at 16 kHz (what the Deepgram plugin sends): FakeDeepgram's recogniser finds which
+        sentence, and where in it, received audio is, whatever the phase of its windows.
         """
         t0 = self.onset
         a = round(t0 * self.sample_rate)
         b = round(self.sentences[-1].end * self.sample_rate) if self.sentences else a
-        envelope = window_rms_dbfs(self.pcm[a:b], self.sample_rate)
+        pcm16 = resample(self.pcm, self.sample_rate, STT_RATE)
         return {
             "text": self.text,
-            "envelope": [round(max(-100.0, float(x))) for x in envelope],
+            "envelope": _rounded(window_rms_dbfs(self.pcm[a:b], self.sample_rate)),
             "sentences": [
                 {
                     "text": s.text,
                     "start": round(s.start - t0, 4),
                     "end": round(s.end - t0, 4),
+                    "levels": {
+                        "rate": STT_RATE,
+                        "start_s": -WINDOW_S,
+                        "hop_s": LEVELS_HOP_S,
+                        "db": _rounded(_fine_levels(pcm16, s.start, s.end)),
+                    },
                     "words": [
                         {
                             "text": w.text,
@@ -232,6 +241,22 @@ def to_wav(pcm: np.ndarray, sample_rate: int) -> bytes:
         w.setframerate(sample_rate)
         w.writeframes(np.asarray(pcm, dtype=np.int16).tobytes())
     return buf.getvalue()
+
+
+def _fine_levels(pcm16: np.ndarray, start: float, end: float) -> np.ndarray:
+    """10 ms window levels every LEVELS_HOP_S, the first window starting 10 ms before `start`,
+    the last ending by `end` (16 kHz PCM; silence before the utterance's first sample)."""
+    n, hop = round(WINDOW_S * STT_RATE), round(LEVELS_HOP_S * STT_RATE)
+    a, b = round(start * STT_RATE) - n, round(end * STT_RATE)
+    x = np.concatenate([np.zeros(max(0, -a), np.int16), pcm16[max(0, a) : b]]).astype(np.float64)
+    k = max(0, (len(x) - n) // hop + 1)
+    idx = np.arange(k)[:, None] * hop + np.arange(n)[None, :]
+    rms = np.sqrt((x[idx] ** 2).mean(axis=1)) / 32768.0 if k else np.zeros(0)
+    return 20 * np.log10(np.maximum(rms, 1e-6))
+
+
+def _rounded(levels: np.ndarray) -> list[float]:
+    return [round(max(-100.0, float(x)), 1) for x in levels]
 
 
 def window_rms_dbfs(pcm: np.ndarray, sample_rate: int, window_s: float = WINDOW_S) -> np.ndarray:

@@ -359,7 +359,7 @@ async def test_deepgram_streams_interims_and_finals_for_the_speech_heard(
     dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[speech.Utterance, ...]
 ) -> None:
     long, short = utterances
-    dg.script([long, short])
+    dg.know([short, long])  # what may be said, in no particular order
     stt = deepgram.STT(base_url=dg.base_url, api_key="fake", http_session=http)
     events = await _run_stream(stt.stream(), [long.padded(0.3, 0.6), short.padded(0, 0.6)], turns=2)
     kinds = [e.type for e in events]
@@ -388,16 +388,21 @@ async def test_deepgram_streams_interims_and_finals_for_the_speech_heard(
     assert words is not None and words[0].start_time == pytest.approx(0.3, abs=0.03)
     params = dg.connections[0].params
     assert params["encoding"] == "linear16" and params["sample_rate"] == "16000"
-    assert dg.counts["unscripted_bursts"] == 0 and dg.counts["msg_KeepAlive"] >= 1
+    assert dg.counts["unrecognised_utterances"] == 0 and dg.counts["msg_KeepAlive"] >= 1
+    # no word before its audio was received, +0.25 s (the sentence end is exact; inner word
+    # ends are espeak estimates); one connection, 0.3 s lead-in
+    ends = {(w.text, round(0.3 + w.end, 2)) for w in long.words}
+    for w in dg.words:
+        assert w["emitted_at"] >= w["end"] + 0.25 - 1e-6
+    assert {(w["word"], round(w["end"], 2)) for w in dg.words[:3]} <= ends
     await stt.aclose()
 
 
-async def test_deepgram_every_connection_hears_its_own_script(
+async def test_deepgram_every_connection_transcribes_what_it_hears(
     dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[speech.Utterance, ...]
 ) -> None:
     long, short = utterances
-    dg.script([short])  # default: each connection's first burst says `short`
-    dg.queue_script([long])  # ...except the first to speak, which takes this one
+    dg.know([long, short])
     stt = deepgram.STT(
         base_url=dg.base_url, api_key="fake", http_session=http, utterance_end_ms=1000
     )
@@ -413,26 +418,31 @@ async def test_deepgram_every_connection_hears_its_own_script(
     await stt.aclose()
 
 
-async def test_deepgram_align_mode_transcribes_only_what_was_heard(
+async def test_deepgram_transcribes_only_what_was_heard(
     dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[speech.Utterance, ...]
 ) -> None:
     long, short = utterances
-    dg.config.match = "align"
-    dg.script([long, short])
-    # the first sentence never reaches the STT (as when the agent discards audio)
-    cut = round(long.sentences[1].start * long.sample_rate)
-    tail = speech.Utterance(long.pcm[cut:], long.sample_rate, ())
+    dg.know([long, short])
+    # the first sentence never reaches the STT (as when the agent discards audio), the middle
+    # of the third is replaced by zeros, and an unknown sentence follows
+    rate = long.sample_rate
+    a, b = round(long.sentences[1].start * rate), round(long.sentences[2].start * rate)
+    tail = speech.Utterance(long.pcm[a:b], rate, ())
+    third = speech.Utterance(long.pcm[b:].copy(), rate, ())
+    third.pcm.flags.writeable = True
+    third.pcm[round(0.6 * rate) :] = 0
     other = speech.synthesize(["Completely unrelated words are spoken here."])
     stt = deepgram.STT(base_url=dg.base_url, api_key="fake", http_session=http)
     events = await _run_stream(
         stt.stream(),
-        [tail.padded(0.2, 0.6), short.padded(0, 0.6), other.padded(0, 0.6)],
-        turns=3,
+        [tail.padded(0.2, 0.6), third.padded(0, 0.6), short.padded(0, 0.6), other.padded(0, 0.6)],
+        turns=4,
     )
-    rest = " ".join(s.text for s in long.sentences[1:])
-    assert " ".join(_finals(events)) == f"{rest} {short.text}"
-    assert dg.counts["words_skipped"] == len(long.sentences[0].words)
-    assert dg.counts["unscripted_bursts"] == 1  # the unrelated sentence gets no transcript
+    heard = " ".join(_finals(events))
+    # "Maybe at seven?": "Maybe" ended before the zeros, "at seven?" were never sent
+    assert heard == f"{long.sentences[1].text} Maybe {short.text}"
+    assert dg.counts["unrecognised_utterances"] == 1  # the unrelated sentence: no transcript
+    assert dg.counts["lost"] == 1
     await stt.aclose()
 
 
@@ -440,22 +450,24 @@ async def test_deepgram_drop_mid_utterance_reconnects_and_continues(
     dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[speech.Utterance, ...]
 ) -> None:
     long, short = utterances
-    dg.script([long, short])
+    dg.know([long, short])
     dg.fail("drop", after_words=9)
     stt = deepgram.STT(base_url=dg.base_url, api_key="fake", http_session=http)
     events = await _run_stream(
         stt.stream(), [long.padded(0.2, 0.6), short.padded(0, 0.6)], turns=2, pace=0.003
     )
-    finals = " ".join(_finals(events))
+    finals = " ".join(_finals(events)).split()
     assert dg.counts["drops"] == 1 and dg.counts["connections"] == 2
     assert dg.connections[0].closed_by == "fault"
     # the first final (7 words) was sent before the drop; words heard after it were lost; the
-    # new connection continues the same utterance, then the next one; nothing is repeated
-    assert finals.startswith("Hello there, my name is Alice. I")
-    assert finals.endswith(f"Maybe at seven? {short.text}")
+    # new connection recognises the rest of the same sentence, then the next utterance, and
+    # nothing is said twice
     spoken = long.text.split() + short.text.split()
-    assert len(finals.split()) == len(spoken) - dg.counts["words_lost"]
-    assert 1 <= dg.counts["words_lost"] <= 4
+    assert finals[:7] == spoken[:7] and finals[-9:] == spoken[-9:]
+    lost = [w for w in spoken if w not in finals]
+    assert 1 <= len(lost) <= 5 and len(finals) == len(spoken) - len(lost)
+    assert " ".join(lost) in long.text  # one stretch, around the drop
+    assert dg.counts["words_lost"] >= 1
     await stt.aclose()
 
 
@@ -477,7 +489,7 @@ async def test_deepgram_raw_protocol_auth_finalize_and_close(
     dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[speech.Utterance, ...]
 ) -> None:
     short = utterances[1]
-    dg.script([short])
+    dg.know([short])
     url = f"{dg.base_url}?encoding=linear16&sample_rate=16000&channels=1&punctuate=false"
     with pytest.raises(aiohttp.WSServerHandshakeError) as info:
         await http.ws_connect(url)
@@ -519,8 +531,14 @@ def test_main_runs_both_fakes_until_sigterm(tmp_path: Path) -> None:
         with urllib.request.urlopen(f"{urls['openai_base_url']}/models", timeout=5) as resp:
             assert resp.status == 200
         assert Control(urls["openai_control"]).state()["counts"] == {"models": 1}
-        Control(urls["deepgram_control"])("fault", mode="refuse", status=500)
-        assert Control(urls["deepgram_control"]).state()["faults_pending"]["connect"]
+        dg = Control(urls["deepgram_control"])
+        dg("fault", mode="refuse", status=500)
+        assert dg.state()["faults_pending"]["connect"]
+        # what may be said, from another process: the sentences become its vocabulary
+        utt = speech.synthesize(["Thanks a lot, that is all."])
+        dg("know", utterances=[utt.script()])
+        dg("script", mode="queue", utterances=[utt.script()])  # the old op: the same
+        assert dg.state()["vocabulary"] == [utt.text]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
     finally:
