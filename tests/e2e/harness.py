@@ -1,6 +1,6 @@
 """End-to-end harness: a real livekit-server, the real worker processes, a real WebRTC participant.
 
-Only the cloud providers are fake (tests/fakes, in their own process). Everything here binds to
+Only the cloud providers are fake (tests/fakes, a process per provider). Everything here binds to
 127.0.0.1, picks free ports (a developer's own livekit-server on 7880 keeps running), and cleans
 up after itself: fixtures stop what they start, every child gets its own process group that is
 killed at interpreter exit (`atexit`) and dies with the pytest process (PR_SET_PDEATHSIG via
@@ -8,7 +8,7 @@ setpriv).
 
 Fixtures (tests/e2e/conftest.py)
   e2e_dir             session work dir: server configs, logs, metrics dirs (printed on failure)
-  fakes               `Fakes`: `python -m tests.fakes` in its own process; `.openai` and
+  fakes               `Fakes`: `python -m tests.fakes`, a process per provider; `.openai` and
                       `.deepgram` are `tests.fakes.Control` clients (scripts, replies, faults,
                       state); openai_requests(endpoint, since) filters the fake's request log;
                       reset() before every test that uses it (autouse `_fresh_fakes`; the
@@ -348,31 +348,46 @@ logging:
 
 
 class Fakes:
-    """`python -m tests.fakes` in its own process; `.openai` / `.deepgram` steer it."""
+    """`python -m tests.fakes` in two processes, one per provider (the STT fake's recogniser is
+    CPU work that must not delay an LLM request); `.openai` / `.deepgram` steer them."""
+
+    KINDS = ("openai", "deepgram")
 
     def __init__(self, workdir: Path) -> None:
-        self.log_path = workdir / "fakes.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.workdir = workdir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.info: dict[str, Any] = {}
+
+    def log_path(self, kind: str) -> Path:
+        return self.workdir / f"fakes-{kind}.log"
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs.values()]
 
     def start(self, timeout: float = 20.0) -> Fakes:
         from tests.fakes import Control
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
-        self.proc = spawn([PYTHON, "-m", "tests.fakes"], log=self.log_path, env=env)
+        for kind in self.KINDS:
+            self.procs[kind] = spawn([PYTHON, "-m", "tests.fakes", "--only", kind],
+                                     log=self.log_path(kind), env=env)
+        for kind, proc in self.procs.items():
+            log = self.log_path(kind)
 
-        def first_json() -> dict[str, Any] | None:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise HarnessError(f"`python -m tests.fakes` exited {self.proc.returncode}:\n"
-                                   f"{tail(self.log_path)}")
-            for line in self.log_path.read_text(errors="replace").splitlines():
-                if line.startswith("{"):
-                    with contextlib.suppress(ValueError):
-                        return dict(json.loads(line))
-            return None
+            def first_json(proc: subprocess.Popen[bytes] = proc,
+                           log: Path = log) -> dict[str, Any] | None:
+                if proc.poll() is not None:
+                    raise HarnessError(f"`python -m tests.fakes` exited {proc.returncode}:\n"
+                                       f"{tail(log)}")
+                for line in log.read_text(errors="replace").splitlines():
+                    if line.startswith("{"):
+                        with contextlib.suppress(ValueError):
+                            return dict(json.loads(line))
+                return None
 
-        self.info = wait_until(first_json, timeout, "the fakes' JSON line",
-                               evidence=lambda: tail(self.log_path))
+            self.info.update(wait_until(first_json, timeout, f"the {kind} fake's JSON line",
+                                        evidence=lambda log=log: tail(log)))
         self.openai = Control(self._url("openai_control"))
         self.deepgram = Control(self._url("deepgram_control"))
         return self
@@ -401,9 +416,9 @@ class Fakes:
         self.deepgram("reset")
 
     def stop(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc, timeout=5)
-            self.proc = None
+        for proc in self.procs.values():
+            terminate(proc, timeout=5)
+        self.procs.clear()
 
 
 # --- workers ------------------------------------------------------------------------------------

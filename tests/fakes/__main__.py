@@ -2,7 +2,9 @@
 
     python -m tests.fakes --openai-port 0 --deepgram-port 0 --script-file script.json
 
-Prints one JSON line once both listen:
+Prints one JSON line once both listen (with `--only openai` or `--only deepgram`, one fake and
+its two keys: the e2e harness runs each in a process of its own, so the STT fake's recogniser
+never delays an LLM request):
     {"openai_base_url": "http://127.0.0.1:P/v1", "openai_control": "http://127.0.0.1:P/_control",
      "deepgram_base_url": "ws://127.0.0.1:Q/v1/listen", "deepgram_control": "...", "pid": N}
 and runs until SIGTERM/SIGINT, or until stdin closes when stdin is a pipe (so a test harness
@@ -63,17 +65,22 @@ async def _main(args: argparse.Namespace) -> int:
     spec = _load_script(args.script_file)
     dg_spec, oai_spec = spec.get("deepgram", {}), spec.get("openai", {})
 
-    oai = FakeOpenAI(host=args.host, port=args.openai_port)
-    oai.config.tts_audio = args.tts_audio
-    apply_config(oai.config, oai_spec.get("config", {}))
-    oai.replies.extend(oai_spec.get("replies", []))
-    oai.transcripts.extend(oai_spec.get("transcripts", []))
-
-    dg = FakeDeepgram(host=args.host, port=args.deepgram_port)
-    apply_config(dg.config, dg_spec.get("config", {}))
-    dg.know([_utterance(u) for u in dg_spec.get("know", []) + dg_spec.get("script", [])])
-    for queued in dg_spec.get("queue", []):
-        dg.know([_utterance(u) for u in queued])
+    fakes: list[Any] = []
+    info: dict[str, Any] = {}
+    if args.only in (None, "openai"):
+        oai = FakeOpenAI(host=args.host, port=args.openai_port)
+        oai.config.tts_audio = args.tts_audio
+        apply_config(oai.config, oai_spec.get("config", {}))
+        oai.replies.extend(oai_spec.get("replies", []))
+        oai.transcripts.extend(oai_spec.get("transcripts", []))
+        fakes.append(oai)
+    if args.only in (None, "deepgram"):
+        dg = FakeDeepgram(host=args.host, port=args.deepgram_port)
+        apply_config(dg.config, dg_spec.get("config", {}))
+        dg.know([_utterance(u) for u in dg_spec.get("know", []) + dg_spec.get("script", [])])
+        for queued in dg_spec.get("queue", []):
+            dg.know([_utterance(u) for u in queued])
+        fakes.append(dg)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -81,19 +88,13 @@ async def _main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     watcher = asyncio.create_task(_watch_stdin(stop)) if _stdin_is_pipe() else None
 
-    async with oai, dg:
-        print(
-            json.dumps(
-                {
-                    "openai_base_url": oai.base_url,
-                    "openai_control": oai.control_url,
-                    "deepgram_base_url": dg.base_url,
-                    "deepgram_control": dg.control_url,
-                    "pid": os.getpid(),
-                }
-            ),
-            flush=True,
-        )
+    async with contextlib.AsyncExitStack() as stack:
+        for fake in fakes:
+            await stack.enter_async_context(fake)
+            kind = "openai" if isinstance(fake, FakeOpenAI) else "deepgram"
+            info[f"{kind}_base_url"] = fake.base_url
+            info[f"{kind}_control"] = fake.control_url
+        print(json.dumps({**info, "pid": os.getpid()}), flush=True)
         await stop.wait()
     if watcher is not None:
         watcher.cancel()
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--openai-port", type=int, default=0)
     p.add_argument("--deepgram-port", type=int, default=0)
     p.add_argument("--script-file", help="JSON script (see module docstring)")
+    p.add_argument("--only", choices=("openai", "deepgram"), help="run one of the two fakes")
     p.add_argument("--tts-audio", choices=("tone", "espeak"), default="tone")
     return asyncio.run(_main(p.parse_args(argv)))
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .matching import candidates, fit, score_at, spread, windows
+from .matching import candidates, fit, median, score_at, spread, windows
 from .vocabulary import FLOOR_DB, WINDOW_S, Entry, KnownWord, View, Vocabulary, normalise
 
 __all__ = [
@@ -114,6 +114,7 @@ class _Track:
     drift: int = 0  # windows resynced so far (bounded: a jitter buffer, not another sentence)
     diffs: deque[float] = field(default_factory=lambda: deque(maxlen=30))  # dB vs slope * entry
     next_word: int = 0
+    started: int = 0  # received window where it began
 
 
 class Recogniser:
@@ -251,7 +252,7 @@ class Recogniser:
         tr.bad_run = 0
         settled = self._since_pause[i] >= windows(cfg.agc_settle_s)
         if settled and level > thr and env[j] > thr:  # gain drifts (AGC): compare shapes
-            gain = float(np.median(tr.diffs)) if tr.diffs else level - tr.slope * float(env[j])
+            gain = median(tr.diffs) if tr.diffs else level - tr.slope * float(env[j])
             d = level - tr.slope * near  # +-1 window: the fit is only that precise
             tr.diffs.append(float(d[np.argmin(np.abs(d - gain))]))
         if not self._fits(tr) and not self._resync(tr, i):  # drifted into other speech
@@ -292,6 +293,9 @@ class Recogniser:
     def _lose(self, tr: _Track, from_window: int) -> None:
         self._count("lost")
         self._hear(tr)
+        # the next search starts after this track's start: audio that made a track drift would
+        # otherwise be found, replayed and lost again at every window (seen under load)
+        from_window = max(from_window, tr.started + 1)
         voiced = [k for k in range(max(from_window, 0), len(self.levels)) if self._voiced(k)]
         self._end_track(tr, resume_at=voiced[0] if voiced else None)
 
@@ -394,11 +398,17 @@ class Recogniser:
 
     def _start_track(self, entry: Entry, view: View, offset: int, start: int, score: float) -> None:
         s0 = start - offset  # received window of the sentence start
-        if offset > 0 and s0 >= self.onset_i - 3 and self._voicing_agrees(view.env, s0, start):
+        floor = self._last.started if self._last is not None else -1
+        if (
+            offset > 0
+            and s0 >= self.onset_i - 3
+            and s0 > floor  # never back to where a lost track began
+            and self._voicing_agrees(view.env, s0, start)
+        ):
             # the burst began with this sentence: its opening, distorted while gain control
             # settled, was heard too (zeros or other speech would not voice alike)
             start, offset = s0, 0
-        tr = _Track(entry, view, shift=start - offset)
+        tr = _Track(entry, view, shift=start - offset, started=start)
         recv = np.asarray(self.levels[start:])
         seg = view.env[offset : offset + len(recv)]
         if len(seg) >= 10:
