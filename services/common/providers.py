@@ -32,7 +32,6 @@ DEFAULT_VOICES = {"openai": "ash", "inference": "9626c31c-bec5-4cca-baa8-f8ba9e8
 FIRST_USE_MODULES = (
     "anyio._backends._asyncio",
     "jiter",
-    "numpy.ma",
     "openai.lib.streaming.chat",
     "openai.pagination",
     "openai.resources.audio.audio",

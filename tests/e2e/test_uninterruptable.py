@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .harness import Fakes, LiveKitServer, Participant, Segment, Spoken, Worker, report, speech
+from .harness import (
+    Fakes,
+    LiveKitServer,
+    Participant,
+    Segment,
+    Spoken,
+    Worker,
+    report,
+    running_worker,
+    speech,
+)
 
 # Scripted as the LLM's first answer (the greeting): long enough to talk over.
 GREETING = (
@@ -109,4 +121,65 @@ async def test_finishes_its_sentence_and_keeps_answering(
         f"talking over protected speech was not counted as suppressed "
         f"({suppressed_before} -> {suppressed})")
     errors = [r for r in uninterruptable.errors() if r.get("room") == room_name]
+    assert not errors, f"errors in the worker log: {errors}"
+
+
+KEEP_AGENT = "uninterruptable-keep"
+
+
+@pytest.fixture(scope="module")
+def keep_worker(e2e_dir: Path, lk_server: LiveKitServer, fakes: Fakes) -> Iterator[Worker]:
+    with running_worker("uninterruptable", lk_server, fakes, e2e_dir / "keep", name="keep",
+                        AGENT_NAME=KEEP_AGENT, PROTECTED_SPEECH_USER_AUDIO="keep") as w:
+        yield w
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_keep_mode_answers_what_was_said_over_it_afterwards(
+    lk_server: LiveKitServer, fakes: Fakes, keep_worker: Worker, participant: Any,
+    room_name: str,
+) -> None:
+    """PROTECTED_SPEECH_USER_AUDIO=keep: the talk-over is transcribed from the audio and
+    answered once the greeting has finished, and two questions after it are answered too."""
+    talk_over, q1, q2 = speech(TALK_OVER), speech(QUESTION_1), speech(QUESTION_2)
+    fakes.deepgram("know", utterances=[talk_over.script(), q1.script(), q2.script()])
+    fakes.openai("reply", replies=[GREETING])
+
+    async with participant(lk_server, room_name) as p:
+        since = time.time()
+        await p.dispatch(KEEP_AGENT)
+        greeting_start = (await p.agent_audio.wait_for_speech(after=since, timeout=20)).start
+        # past the framework's 3 s echo-cancellation warm-up: before it the STT hears silence
+        await asyncio.sleep(max(0.0, greeting_start + 3.5 - time.time()))
+        over = await p.say(talk_over)
+        spoke_over = p.agent_audio.speaking or any(
+            t.start <= over.end <= (t.end or 0) for t in p.agent_audio.turns(1.0, since))
+        # the greeting, then the answer to what was said over it
+        await p.agent_audio.wait_for_speech(after=over.end, timeout=20)
+        await p.agent_audio.wait_for_quiet(1.5, timeout=40)
+        played = sum(g.audio_s for g in p.agent_audio.segments if g.start >= greeting_start)
+        produced, texts = tts_seconds(fakes, since)
+        s1, a1 = await ask(p, q1)
+        s2, a2 = await ask(p, q2)
+        chats = fakes.openai_requests("chat", since)
+        timeline = p.agent_audio.describe(since=greeting_start)
+
+    report(f"uninterruptable keep: talk-over {over.start - greeting_start:.2f}-"
+           f"{over.end - greeting_start:.2f}s into the greeting; {played:.2f}s of agent audio "
+           f"heard before the questions, the TTS produced {produced:.2f}s; answers "
+           f"{a1.start - s1.end:.2f}s and {a2.start - s2.end:.2f}s after the questions; "
+           f"agent audio {timeline}")
+    assert spoke_over, f"the greeting had ended before the talk-over did: {timeline}"
+    # four LLM turns: the greeting, the kept talk-over, the two questions
+    users = [str(c["messages"][-1]["content"]) for c in chats]
+    assert len(chats) == 4, users
+    assert "have a question" in users[1] and "stop talking" in users[1], users
+    assert QUESTION_1[0] in users[2] and QUESTION_2[0] in users[3], users
+    # nothing cut: the whole greeting and the whole answer to the kept words were played
+    assert " ".join(texts).split()[: len(GREETING.split())] == GREETING.split(), texts
+    assert played >= produced - 0.5, f"heard {played:.2f}s of {produced:.2f}s: {timeline}"
+    for s, a in ((s1, a1), (s2, a2)):
+        assert 0.0 < a.start - s.end < 5.0, f"slow or missing answer: {timeline}"
+    errors = [r for r in keep_worker.errors() if r.get("room") == room_name]
     assert not errors, f"errors in the worker log: {errors}"
