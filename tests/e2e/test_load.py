@@ -11,11 +11,12 @@ admission control, not capacity.
 
 Six sessions are what two cores allow with the callers (about 10% of a core each with 40 ms
 frames, for their WebRTC and Opus), livekit-server and the fakes on the same machine: about 95%
-busy, and the answers come about 3 s after the caller stops. At eight the machine saturates: the job processes'
-VAD falls 5-9 s behind the audio, the answers come that much later, and the STT's final
-transcripts can reach the agent before its VAD has heard any speech; the framework then ends the
-user's turn on the transcript alone, and the agent talks over the caller (seen in CI). So the
-worker's default LOAD_THRESHOLD of 0.7 matters in production. E2E_LOAD_SESSIONS overrides.
+busy, and the answers come about 3 s after the caller stops. At eight the machine saturates:
+the job processes' VAD falls 5-9 s behind the audio, the answers come that much later, and the
+STT's final transcripts can reach the agent before its VAD has heard any speech; the framework
+then ends the user's turn on the transcript alone, and the agent talks over the caller (seen in
+CI). So the worker's default LOAD_THRESHOLD of 0.7 matters in production.
+E2E_LOAD_SESSIONS overrides.
 
 No session may fail: every room gets its agent, every caller hears it within 15 s of stopping
 (the VAD kept up), the agent never speaks while its caller talks, no session ends `failed`, no
