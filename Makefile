@@ -3,7 +3,7 @@ PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/.cache/tools/bin:$(PATH)
 
-.PHONY: setup test lint test-fast bench bench-quick config-table stack stack-down
+.PHONY: setup test lint test-fast bench bench-quick generate stack stack-down
 
 setup:  ## install pinned tools and the venv under .cache/ and .venv/ (idempotent)
 	bash scripts/setup.sh
@@ -23,8 +23,8 @@ bench: setup  ## the full benchmark suite (minutes); prints a table, writes benc
 bench-quick: setup
 	$(PY) -m bench --quick
 
-config-table:  ## regenerate the README's configuration table
-	@$(PY) scripts/config_table.py
+generate:  ## write every copy of the settings (.env.example, README tables, chart values and schema)
+	$(PY) -m scripts.generate
 
 stack:  ## the compose stack with local stand-in images and the provider fakes (see README)
 	bash scripts/docker-stack.sh up

@@ -1,7 +1,8 @@
 """Typed configuration from the environment (and a `.env` file), validated before anything connects.
 
-Every variable is declared once in `VARIABLES`; the README table, `.env.example`, the compose file
-and the Helm chart are checked against this list by the tests. A missing or bad value raises
+Every variable is declared once in `VARIABLES`; `.env.example`, the README's table and the Helm
+chart's values, schema and README rows are generated from it (`make generate`, checked current in
+CI). A missing or bad value raises
 `ConfigError` whose message is one line that starts with the variable's name.
 """
 
@@ -34,6 +35,7 @@ def _choice(*options: str) -> Callable[[str], str]:
             raise ValueError(f"must be one of {', '.join(options)} (got {raw!r})")
         return value
 
+    parse.choices = options  # type: ignore[attr-defined]  # the chart schema's enum
     return parse
 
 
@@ -169,7 +171,8 @@ VARIABLES: tuple[Var, ...] = (
         "Spoken when the LLM fails a turn for good, so the caller is not left in silence.",
         _nonempty),
     # Worker
-    Var("HTTP_BIND_ADDRESS", "0.0.0.0", "Address the health and metrics endpoints listen on.",
+    Var("HTTP_BIND_ADDRESS", "0.0.0.0", "Address the health and metrics endpoints listen on "
+        "(\"::\" for IPv6-only clusters).",
         _nonempty),
     Var("LIVEKIT_MAX_RETRY", "16", "Connection attempts to LiveKit before the worker gives up "
         "and exits non-zero.", _int_range(0, 1000)),

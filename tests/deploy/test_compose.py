@@ -83,49 +83,10 @@ def test_compose_spec_validation_is_not_vacuous(check_jsonschema: Path, tmp_path
     assert result.returncode == 1 and "stop_grace_period" in result.stdout + result.stderr
 
 
-# --- .env.example and config.VARIABLES --------------------------------------------------------
+# --- .env.example (generated from config.VARIABLES: scripts/generate.py) -----------------------
 
 # Read by docker-compose.yml only (interpolation), for livekit-server: not agent settings.
 COMPOSE_ONLY = {"LIVEKIT_NODE_IP": "NODE_IP: ${LIVEKIT_NODE_IP:-}"}
-
-
-def test_env_example_lists_exactly_config_variables() -> None:
-    names = re.findall(r"^([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
-    assert len(names) == len(set(names)), "a variable is listed twice"
-    assert names[-len(COMPOSE_ONLY):] == list(COMPOSE_ONLY), "compose-only variables come last"
-    names = names[:-len(COMPOSE_ONLY)]
-    assert names == [v.name for v in config.VARIABLES], (
-        "list every variable of config.VARIABLES, in its order: missing "
-        f"{sorted(set(BY_NAME) - set(names))}, unknown {sorted(set(names) - set(BY_NAME))}")
-
-
-def test_env_example_values_are_the_defaults_and_secrets_are_empty() -> None:
-    values = dotenv_values(ENV_EXAMPLE)
-    for var in config.VARIABLES:
-        value = values[var.name]
-        if var.secret:
-            assert value == "", f"{var.name} is a secret: leave it empty in .env.example"
-        elif var.default is not None:
-            assert value == var.default, f"{var.name}: {value!r} is not the default {var.default!r}"
-        else:
-            var.parse(value or "")  # a valid example for a required variable
-
-
-def test_env_example_documents_every_variable() -> None:
-    lines = ENV_EXAMPLE.read_text().splitlines()
-    for i, line in enumerate(lines):
-        if re.match(r"[A-Z][A-Z0-9_]*=", line):
-            comment = []
-            j = i - 1
-            while j >= 0 and lines[j].startswith("# "):
-                comment.insert(0, lines[j][2:])
-                j -= 1
-            name = line.split("=", 1)[0]
-            if name in COMPOSE_ONLY:
-                assert comment and name not in " ".join(comment), f"{name}: document it"
-                continue
-            words = BY_NAME[name].help.split()[:4]
-            assert " ".join(words) in " ".join(comment), f"{name}: put its help above it"
 
 
 def resolved_agent_env(compose: dict[str, Any], service: str) -> dict[str, str]:

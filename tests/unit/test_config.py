@@ -4,7 +4,6 @@ non-zero exit and one line naming the variable - checked through the real entry 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -162,12 +161,3 @@ def test_dotenv_does_not_override_the_environment(tmp_path: Path) -> None:
                          capture_output=True, check=True,
                          env={**clean, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "ERROR"}).stdout
     assert out.split() == ["ws://from-dotenv:7880", "ERROR"]
-
-
-def test_readme_documents_every_variable_with_its_default() -> None:
-    readme = (ROOT / "README.md").read_text()
-    for v in config.VARIABLES:
-        row = re.search(rf"^\| `{v.name}` \|([^|]*)\|", readme, re.M)
-        assert row, f"{v.name} missing from the README configuration table"
-        if v.default:
-            assert v.default in row.group(1), f"{v.name}: README default is not {v.default!r}"
