@@ -12,6 +12,7 @@ memory is what the capacity benchmark measures.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from livekit.agents import Agent, AgentSession, JobContext, vad
@@ -73,4 +74,4 @@ def main() -> None:
     """The interrupter's CLI (config validation, build_server) with the bare job entrypoint."""
     from services.common.cli import main as cli_main
 
-    cli_main("interrupter", "bench.baseline:entrypoint")
+    cli_main("interrupter", sys.argv[1:], entrypoint=entrypoint)

@@ -18,13 +18,14 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-from services.common.config import VARIABLES, Scope, Var
+from services import registry
+from services.common.config import VARIABLES, Var
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "voice-agents"
-AGENTS = tuple(s for s in get_args(Scope) if s != "common")
+AGENTS = tuple(registry.AGENTS)
 # Set by the chart's templates from its own values (livekit.url, agents.<name>.agentName, ports,
 # agents.<name>.drainTimeoutSeconds); the secrets come from the chart's Secret.
 CHART_SETS = ("LIVEKIT_URL", "AGENT_NAME", "HEALTH_PORT", "METRICS_PORT", "DRAIN_TIMEOUT_SECONDS")

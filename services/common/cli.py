@@ -1,4 +1,4 @@
-"""`python -m services.<agent> <command>`: validate the configuration, then hand over to the
+"""`python -m services <agent> <command>`: validate the configuration, then hand over to the
 LiveKit CLI (start, dev, console, connect, download-files).
 
 Validation runs before livekit is even imported, so a bad deployment fails within a second with
@@ -8,11 +8,17 @@ which an orchestrator reads as success.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from services import registry
 
 from . import config
+
+if TYPE_CHECKING:
+    from livekit.agents import JobContext
 
 EXIT_CONFIG_ERROR = 2
 EXIT_LIVEKIT_UNREACHABLE = 1
@@ -23,10 +29,15 @@ def _command(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
-def main(service: str, entrypoint: str) -> None:
-    """`entrypoint` is "module:function" of the job entrypoint, imported after validation."""
+def main(service: str, argv: list[str],
+         entrypoint: Callable[[JobContext], Awaitable[None]] | None = None) -> None:
+    """Run `service` (a name of services.registry.AGENTS) with the LiveKit CLI's `argv`;
+    `entrypoint` replaces the agent's job entrypoint (the benchmarks' bare framework job)."""
+    if service not in registry.AGENTS:
+        print(f"unknown agent {service!r}: one of {', '.join(registry.AGENTS)}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
     config.load_dotenv_file()
-    command = _command(sys.argv[1:])
+    command = _command(argv)
     try:
         settings = config.load(service, command=command or "")
     except config.ConfigError as e:
@@ -45,9 +56,8 @@ def main(service: str, entrypoint: str) -> None:
 
     from .worker import build_server
 
-    module_name, func_name = entrypoint.split(":")
-    job_entrypoint = getattr(importlib.import_module(module_name), func_name)
-    server = build_server(settings, job_entrypoint)
+    server = build_server(settings, entrypoint or registry.module(service).entrypoint)
+    sys.argv = [sys.argv[0], *argv]  # what the LiveKit CLI parses: without the agent name
     try:
         cli.run_app(server)
     except SystemExit as e:

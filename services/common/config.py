@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 
-Scope = Literal["common", "interrupter", "uninterruptable"]
+from services import registry
+
+# "common", or the name of the one agent (services/registry.py) a variable belongs to
+Scope = str
 
 
 class ConfigError(ValueError):
@@ -220,6 +223,9 @@ VARIABLES: tuple[Var, ...] = (
         "you're interruptable.", "User input seeded on entering, so the agent speaks first.",
         _nonempty, scope="uninterruptable"),
 )
+
+if _unknown := {v.scope for v in VARIABLES} - {"common", *registry.AGENTS}:
+    raise ValueError(f"config.VARIABLES: scopes that are no agent: {_unknown}")
 
 # Commands that talk to LiveKit need its credentials; `console` runs a session locally (provider
 # keys needed, LiveKit's not); `download-files` and help need nothing.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from livekit.agents import Agent, AgentSession, APIConnectOptions, ErrorEvent, JobContext, vad
@@ -10,6 +12,26 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 from . import providers
 from .config import Settings
 from .session_metrics import SessionMetrics
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """What makes one agent (each agent module exports its `SPEC`; services/registry.py lists the
+    modules): the agent, and the options of its session beyond what configuration sets."""
+
+    make_agent: Callable[[Settings, SessionMetrics | None], Agent]
+    session_options: Callable[[Settings], dict[str, Any]] = field(default=lambda _settings: {})
+
+
+async def run_job(spec: AgentSpec, ctx: JobContext) -> None:
+    """A job of the agent: its session on the job process's prewarmed VAD and providers."""
+    settings: Settings = ctx.proc.userdata["settings"]
+    session = build_session(settings, ctx.proc.userdata["vad"],
+                            components=ctx.proc.userdata["providers"],
+                            **spec.session_options(settings))
+    session_metrics = SessionMetrics(session, settings.service)
+    await run_in_room(ctx, session, spec.make_agent(settings, session_metrics), session_metrics,
+                      settings)
 
 
 def connect_options(settings: Settings) -> SessionConnectOptions:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from livekit.agents import (
     Agent,
@@ -34,12 +35,11 @@ from livekit.agents import (
 from livekit.agents.voice import SpeechHandle
 
 from services.common import config
-from services.common.session import build_session, run_in_room
+from services.common.session import AgentSpec, run_job
 from services.common.session_metrics import SessionMetrics
 
 from .policy import SentenceBudget
 
-SERVICE = "interrupter"
 logger = logging.getLogger("voice_agents.interrupter")
 
 INSTRUCTIONS = (
@@ -229,13 +229,19 @@ class InterrupterAgent(Agent):
                 self._overrun_until = time.monotonic() + LATE_TRANSCRIPT_GRACE
 
 
+def _session_options(_settings: config.Settings) -> dict[str, Any]:
+    return {
+        # a reply started in a pause of the monologue is dropped when the user goes on: nothing
+        # is gained by generating it before the turn is over
+        "preemptive_generation": False,
+        # no echo-cancellation warm-up by default: a user who talks over the first reply (in a
+        # pause of their monologue) would otherwise go unheard by the STT for its first 3 s
+        "aec_warmup_default": 0.0,
+    }
+
+
+SPEC = AgentSpec(make_agent=InterrupterAgent, session_options=_session_options)
+
+
 async def entrypoint(ctx: JobContext) -> None:
-    settings: config.Settings = ctx.proc.userdata["settings"]
-    # no echo-cancellation warm-up by default: a user who talks over the first reply (in a pause
-    # of their monologue) would otherwise go unheard by the STT for its first 3 s
-    session = build_session(settings, ctx.proc.userdata["vad"], preemptive_generation=False,
-                            aec_warmup_default=0.0,
-                            components=ctx.proc.userdata["providers"])
-    session_metrics = SessionMetrics(session, SERVICE)
-    await run_in_room(ctx, session, InterrupterAgent(settings, session_metrics), session_metrics,
-                      settings)
+    await run_job(SPEC, ctx)

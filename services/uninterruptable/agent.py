@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from livekit.agents import (
     Agent,
@@ -20,10 +21,8 @@ from livekit.agents import (
 )
 
 from services.common import config
-from services.common.session import build_session, run_in_room
-from services.common.session_metrics import SessionMetrics
+from services.common.session import AgentSpec, run_job
 
-SERVICE = "uninterruptable"
 logger = logging.getLogger("voice_agents.uninterruptable")
 
 INSTRUCTIONS = (
@@ -90,14 +89,14 @@ class UninterruptableAgent(Agent):
         session.generate_reply(user_input=text)
 
 
+def _session_options(settings: config.Settings) -> dict[str, Any]:
+    discard = settings["PROTECTED_SPEECH_USER_AUDIO"] == "discard"
+    return {"discard_audio_if_uninterruptible": discard}
+
+
+SPEC = AgentSpec(make_agent=lambda settings, _metrics: UninterruptableAgent(settings),
+                 session_options=_session_options)
+
+
 async def entrypoint(ctx: JobContext) -> None:
-    settings: config.Settings = ctx.proc.userdata["settings"]
-    session = build_session(
-        settings,
-        ctx.proc.userdata["vad"],
-        discard_audio_if_uninterruptible=settings["PROTECTED_SPEECH_USER_AUDIO"] == "discard",
-        components=ctx.proc.userdata["providers"],
-    )
-    session_metrics = SessionMetrics(session, SERVICE)
-    await run_in_room(ctx, session, UninterruptableAgent(settings), session_metrics,
-                      settings)
+    await run_job(SPEC, ctx)

@@ -20,6 +20,7 @@ def vad() -> silero.VAD:
 
 @pytest.fixture
 async def start_session(vad: silero.VAD) -> AsyncIterator[Callable[..., Any]]:
-    """`await start_session(service, make_agent, script=[...], replies=[...], **env)` -> Harness."""
+    """`await start_session(service, script=[...], replies=[...], **env)` -> Harness (the agent
+    and its session as services.registry declares them)."""
     async with SessionFactory(vad) as start:
         yield start

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from services.interrupter.agent import InterrupterAgent
 from tests.support.inproc import metric
 from tests.support.speech import synthesize
 
@@ -22,13 +21,10 @@ MONOLOGUE = [
 SHORT = ["Hello there.", "Can you help me plan a trip?"]
 
 
-def make_agent(settings, session_metrics):  # noqa: ANN001, ANN201
-    return InterrupterAgent(settings, session_metrics)
-
 
 async def test_cuts_in_once_after_the_third_sentence_while_the_user_talks(start_session) -> None:
     monologue = synthesize(MONOLOGUE)
-    h = await start_session("interrupter", make_agent, script=[monologue])
+    h = await start_session("interrupter", script=[monologue])
     cut_ins_before = metric("voice_agent_interruptions_total", agent="interrupter", kind="cut_in")
 
     start, end = await h.speak(monologue)
@@ -61,7 +57,7 @@ async def test_cuts_in_once_after_the_third_sentence_while_the_user_talks(start_
 async def test_history_is_kept_and_the_monologue_is_not_answered_twice(start_session) -> None:
     short, monologue, answer = (synthesize(SHORT), synthesize(MONOLOGUE),
                                 synthesize(["Sure, the lake was the best part."]))
-    h = await start_session("interrupter", make_agent, script=[short, monologue, answer])
+    h = await start_session("interrupter", script=[short, monologue, answer])
 
     await h.speak(short)
     await h.wait_quiet(1.5)
@@ -92,7 +88,7 @@ async def test_history_is_kept_and_the_monologue_is_not_answered_twice(start_ses
 
 async def test_short_turns_are_never_cut(start_session) -> None:
     short = synthesize(SHORT)
-    h = await start_session("interrupter", make_agent, script=[short])
+    h = await start_session("interrupter", script=[short])
     start, end = await h.speak(short)
     await h.wait_quiet(1.5)
     assert h.agent.cut_ins == 0
@@ -101,7 +97,7 @@ async def test_short_turns_are_never_cut(start_session) -> None:
 
 async def test_word_limit_cuts_in_mid_sentence(start_session) -> None:
     monologue = synthesize(MONOLOGUE[:3])
-    h = await start_session("interrupter", make_agent, script=[monologue],
+    h = await start_session("interrupter", script=[monologue],
                             INTERRUPT_MAX_SENTENCES="0", INTERRUPT_MAX_WORDS="14")
     start, end = await h.speak(monologue)
     await h.wait_quiet(3.0)
@@ -116,7 +112,7 @@ async def test_recipe_would_double_count_the_same_stream(start_session) -> None:
     from tests.support.recipe_buffer import RecipeBuffer
 
     monologue = synthesize(MONOLOGUE)
-    h = await start_session("interrupter", make_agent, script=[monologue])
+    h = await start_session("interrupter", script=[monologue])
     await h.speak(monologue)
     await h.wait_quiet(2.0)
     transcripts = [ev for _, name, ev in h.events if name == "user_input_transcribed"]
@@ -137,7 +133,7 @@ def _trip_index(transcripts: list) -> int:  # noqa: ANN001
 
 async def test_one_cut_in_at_a_time_even_with_tiny_limits(start_session) -> None:
     monologue = synthesize(MONOLOGUE[:4])
-    h = await start_session("interrupter", make_agent, script=[monologue],
+    h = await start_session("interrupter", script=[monologue],
                             INTERRUPT_MAX_SENTENCES="1")
     start, end = await h.speak(monologue)
     await h.wait_quiet(3.0)

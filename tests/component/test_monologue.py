@@ -12,7 +12,6 @@ import random
 
 import pytest
 
-from services.interrupter.agent import InterrupterAgent
 from tests.support.inproc import Harness, metric
 from tests.support.scenarios import Monologue, monologue
 
@@ -25,9 +24,6 @@ TTS_TTFB_S = 0.2
 MAX_CUT_IN_LATENCY_S = 2.0
 
 
-def make_agent(settings, session_metrics):  # noqa: ANN001, ANN201
-    return InterrupterAgent(settings, session_metrics)
-
 
 def talked_over() -> float:
     return sum(metric("voice_agent_interruptions_total", agent=AGENT, kind=k)
@@ -35,7 +31,7 @@ def talked_over() -> float:
 
 
 async def _run(start_session, mono: Monologue, **env: str) -> tuple[Harness, float, float]:  # noqa: ANN001
-    h = await start_session(AGENT, make_agent, script=list(mono.vocabulary), **env)
+    h = await start_session(AGENT, script=list(mono.vocabulary), **env)
     h.oai.config.ttft_s = LLM_TTFT_S
     h.oai.config.tts_ttfb_s = TTS_TTFB_S
     start, end = await h.speak(mono.speech)
@@ -127,7 +123,7 @@ async def test_a_reply_heard_to_the_end_starts_a_new_monologue(start_session) ->
     rng = random.Random(21)
     first = monologue(rng, sentences=2, pause_s=0.6)
     second = monologue(rng, sentences=2, pause_s=0.6)
-    h = await start_session(AGENT, make_agent,
+    h = await start_session(AGENT,
                             script=[*first.vocabulary, *second.vocabulary])
     await h.speak(first.speech)
     await h.wait_quiet(1.5)  # the agent answers and is heard to the end

@@ -7,7 +7,6 @@ import asyncio
 
 import pytest
 
-from services.interrupter.agent import InterrupterAgent
 from tests.support.inproc import metric
 from tests.support.speech import synthesize
 
@@ -16,9 +15,6 @@ AGENT = "interrupter"
 LONG_REPLY = ("Let me walk you through the whole plan, step by step, starting with the budget, "
               "then the schedule, then the people involved, and finally the risks we see.")
 
-
-def make_agent(settings, session_metrics):  # noqa: ANN001, ANN201
-    return InterrupterAgent(settings, session_metrics)
 
 
 def hist_count(name: str) -> float:
@@ -32,7 +28,7 @@ async def test_barge_in_and_latencies(start_session) -> None:
                                          "tts_ttfb_seconds", "end_of_utterance_delay_seconds",
                                          "stt_delay_seconds")}
     barge_ins = metric("voice_agent_interruptions_total", agent=AGENT, kind="barge_in")
-    h = await start_session(AGENT, make_agent, script=[question, barge],
+    h = await start_session(AGENT, script=[question, barge],
                             replies=[LONG_REPLY, "Sure."])
     await h.speak(question)
     await h.wait_for(lambda: h.speaker.speaking)
@@ -54,7 +50,7 @@ async def test_false_interruption_resumes_and_is_counted(start_session) -> None:
     question = synthesize(["Can you explain the plan?"])
     cough = synthesize(["Hmm, hmm."])  # not in the STT script: heard by the VAD, no transcript
     falses = metric("voice_agent_interruptions_total", agent=AGENT, kind="false")
-    h = await start_session(AGENT, make_agent, script=[question], replies=[LONG_REPLY])
+    h = await start_session(AGENT, script=[question], replies=[LONG_REPLY])
     await h.speak(question)
     await h.wait_for(lambda: h.speaker.speaking)
     await asyncio.sleep(1.5)
@@ -70,7 +66,7 @@ async def test_sessions_and_provider_errors(start_session) -> None:
     active = metric("voice_agent_sessions_active", agent=AGENT)
     completed = metric("voice_agent_sessions_total", agent=AGENT, outcome="completed")
     llm_errors = metric("voice_agent_provider_errors_total", agent=AGENT, component="llm")
-    h = await start_session(AGENT, make_agent, script=[question, question],
+    h = await start_session(AGENT, script=[question, question],
                             PROVIDER_MAX_RETRIES="0")
     assert metric("voice_agent_sessions_active", agent=AGENT) == active + 1
     h.oai.fail("chat", "status", status=500)

@@ -7,7 +7,6 @@ import asyncio
 
 import pytest
 
-from services.uninterruptable.agent import UninterruptableAgent
 from tests.support.inproc import Harness, metric
 from tests.support.speech import synthesize
 
@@ -20,9 +19,6 @@ QUESTION = ["When does the resurfacing start?"]
 THIRD = ["And how long will it take?"]
 MS_PER_CHAR = 0.065  # the fake TTS speaks 65 ms per character
 
-
-def make_agent(settings, session_metrics):  # noqa: ANN001, ANN201
-    return UninterruptableAgent(settings)
 
 
 async def _talk_over_greeting(h: Harness, overlap) -> None:  # noqa: ANN001
@@ -38,7 +34,7 @@ async def test_finishes_its_speech_while_the_user_talks_over_it(start_session, m
     overlap, question, third = synthesize(OVERLAP), synthesize(QUESTION), synthesize(THIRD)
     suppressed = metric("voice_agent_interruptions_total", agent="uninterruptable",
                         kind="suppressed")
-    h = await start_session("uninterruptable", make_agent, script=[overlap, question, third],
+    h = await start_session("uninterruptable", script=[overlap, question, third],
                             replies=[GREETING], PROTECTED_SPEECH_USER_AUDIO=mode)
 
     # it speaks first: the seeded greeting, before the user says anything

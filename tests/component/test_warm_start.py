@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from services import registry
 from services.common import providers
 
 
@@ -26,7 +27,7 @@ def first_call_imports(service: str, *flags: str) -> list[str]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("service", ["interrupter", "uninterruptable"])
+@pytest.mark.parametrize("service", list(registry.AGENTS))
 def test_first_call_imports_nothing_after_prewarm(service: str) -> None:
     imported = first_call_imports(service)
     assert imported == [], (

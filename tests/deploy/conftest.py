@@ -21,12 +21,14 @@ from typing import Any
 import pytest
 import yaml
 
+from services import registry
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "voice-agents"
 TOOL_DIRS = (ROOT / ".cache" / "bin", ROOT / ".cache" / "tools" / "bin")
 SITE_PACKAGES = ROOT / ".cache" / "tools" / "lib" / "python3.11" / "site-packages"
 SETUP_HINT = "run `bash scripts/setup.sh` to install the pinned deploy tools under .cache/"
-SERVICES = ("interrupter", "uninterruptable")
+SERVICES = tuple(registry.AGENTS)
 
 # Oldest and newest Kubernetes the chart supports; every rendering is validated against both.
 K8S_VERSIONS = ("1.29.0", "1.37.0")

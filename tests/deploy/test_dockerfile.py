@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from services import registry
 from services.common import config
 from tests.deploy.conftest import (
     ROOT,
@@ -92,14 +93,12 @@ def test_base_image_pinned_and_the_same_in_every_stage(stages: dict[str, Stage])
 
 
 def test_entrypoint_is_the_entry_command_with_the_service(stages: dict[str, Stage]) -> None:
-    entry = (ROOT / "services" / "entrypoint.sh").read_text()
     for service in SERVICES:
         (entrypoint,) = stages[service].all("ENTRYPOINT")
         (cmd,) = stages[service].all("CMD")
         assert exec_form(entrypoint.value) == ["/app/services/entrypoint.sh", service]
         assert exec_form(cmd.value) == ["start"]
-        assert f"{service}" in entry.split("case", 1)[1].split("esac", 1)[0]
-        assert (ROOT / "services" / service / "__main__.py").is_file()
+        assert service in registry.AGENTS
     copies = [i.value for i in stages["base"].all("COPY")]
     assert any(c.endswith("services/ /app/services/") for c in copies)
     assert any("--chmod=0755" in c and "services/entrypoint.sh" in c for c in copies)
@@ -279,7 +278,12 @@ def test_build_time_fetch_runs_without_credentials(
 def test_entry_command_rejects_unknown_service(image_like_env: dict[str, str]) -> None:
     result = subprocess.run([str(ROOT / "services" / "entrypoint.sh"), "interrupted", "start"],
                             env=image_like_env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2 and "unknown service" in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert "unknown agent 'interrupted': one of interrupter, uninterruptable" in result.stderr
+    # a name that is no directory name is refused before Python starts
+    result = subprocess.run([str(ROOT / "services" / "entrypoint.sh"), "../x", "start"],
+                            env=image_like_env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "bad agent name '../x'" in result.stderr
 
 
 class _Health(http.server.BaseHTTPRequestHandler):

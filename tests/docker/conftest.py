@@ -21,10 +21,12 @@ from typing import Any
 
 import pytest
 
+from services import registry
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "docker-stack.sh"
 DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io CLI (see scripts/docker-stack.sh)
-AGENTS = ("interrupter", "uninterruptable")
+AGENTS = tuple(registry.AGENTS)
 IMAGE = "voice-agents-{agent}:local"  # the names docker-compose.yml gives the agent images
 
 FIGURES: list[str] = []

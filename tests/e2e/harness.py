@@ -78,6 +78,8 @@ from typing import Any
 import numpy as np
 from livekit import api, rtc
 
+from services import registry
+
 REPO = Path(__file__).resolve().parents[2]
 SETUP_HINT = "run `bash scripts/setup.sh`"
 LIVEKIT_SERVER_BIN = Path(os.environ.get("LIVEKIT_SERVER_BIN", REPO / ".cache/bin/livekit-server"))
@@ -89,7 +91,7 @@ PYTHON = os.environ.get("E2E_PYTHON", sys.executable)
 API_KEY = "e2e-devkey"
 API_SECRET = "e2e-dev-secret-0123456789abcdef0123456789"
 
-AGENTS = ("interrupter", "uninterruptable")
+AGENTS = tuple(registry.AGENTS)
 
 
 class HarnessError(RuntimeError):

@@ -11,7 +11,6 @@ in that window was imported on the job's event loop while a caller waited.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import sys
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import livekit.agents.ipc._preload  # noqa: F401
 from livekit.plugins import deepgram, openai, silero  # noqa: F401
 
-AGENTS = {"interrupter": "InterrupterAgent", "uninterruptable": "UninterruptableAgent"}
+from services import registry
 
 
 class _Proc:
@@ -35,18 +34,10 @@ async def _call(service: str, vad: Any) -> list[str]:
     from tests.support.inproc import SessionFactory
     from tests.support.speech import synthesize
 
-    module = importlib.import_module(f"services.{service}.agent")
-    agent_cls = getattr(module, AGENTS[service])
     utt = synthesize(["What is the weather like today?"])
     async with SessionFactory(vad) as start:
         before = set(sys.modules)
-
-        def make_agent(settings: Any, session_metrics: Any) -> Any:
-            if service == "interrupter":
-                return agent_cls(settings, session_metrics)
-            return agent_cls(settings)
-
-        h = await start(service, make_agent, script=[utt], replies=["It is sunny."])
+        h = await start(service, script=[utt], replies=["It is sunny."])
         await h.wait_quiet(1.0)
         await h.speak(utt)
         await h.wait_for(lambda: bool(h.chat_messages("assistant")), timeout=30)
@@ -56,7 +47,7 @@ async def _call(service: str, vad: Any) -> list[str]:
 
 def main() -> None:
     service = sys.argv[1]
-    importlib.import_module(f"services.{service}.agent")
+    registry.module(service)
     from services.common import config, worker
 
     proc = _Proc()

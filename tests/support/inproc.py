@@ -3,7 +3,7 @@ plugins pointed at local fakes, speech from espeak-ng played in real time, and a
 records when the agent was heard. Used by the component tests and the benchmarks.
 
     async with SessionFactory(vad) as start:
-        h = await start("interrupter", make_agent, script=[utt], replies=["..."], **env)
+        h = await start("interrupter", script=[utt], replies=["..."], **env)
         start_t, end_t = await h.speak(utt)
         await h.wait_quiet(2.0)
 """
@@ -19,6 +19,7 @@ from typing import Any
 from livekit.agents import Agent, AgentSession, llm, utils, vad
 from prometheus_client import REGISTRY
 
+from services import registry
 from services.common import config
 from services.common.session import build_session, say_fallback_on_llm_failure
 from services.common.session_metrics import SessionMetrics
@@ -76,6 +77,10 @@ def metric(name: str, **labels: str) -> float:
 
 
 
+# build_session's options a bare framework session (bench/baseline.py) takes too
+TURN_TAKING_OPTIONS = ("discard_audio_if_uninterruptible", "preemptive_generation")
+
+
 class SessionFactory:
     """Starts sessions against fresh fakes; closes everything on exit."""
 
@@ -99,7 +104,8 @@ class SessionFactory:
             await server.__aexit__(None, None, None)
         await self._http.__aexit__(None, None, None)
 
-    async def start(self, service: str, make_agent: MakeAgent, *, script: list[Utterance],
+    async def start(self, service: str, make_agent: MakeAgent | None = None, *,
+                    script: list[Utterance],
                     replies: list[str] | None = None,
                     session_factory: Callable[..., AgentSession] | None = None,
                     **env: str) -> Harness:
@@ -119,20 +125,21 @@ class SessionFactory:
             "OPENAI_API_KEY": "sk-fake", "OPENAI_BASE_URL": oai.base_url,
             "DEEPGRAM_API_KEY": "dg-fake", "DEEPGRAM_BASE_URL": dg.base_url, **env,
         })
-        discard = settings.values.get("PROTECTED_SPEECH_USER_AUDIO", "discard") == "discard"
-        build = session_factory or build_session
-        # as each agent's entrypoint builds it (see services/*/agent.py)
-        own = {"aec_warmup_default": 0.0} if (
-            service == "interrupter" and session_factory is None) else {}
-        session = build(settings, self._vad, discard_audio_if_uninterruptible=discard,
-                        preemptive_generation=service != "interrupter", **own)
+        # as the agent's job builds it (services.common.session.run_job)
+        spec = registry.module(service).SPEC
+        options = spec.session_options(settings)
+        if session_factory is None:
+            session = build_session(settings, self._vad, **options)
+        else:  # a bare framework session: the same turn-taking options, nothing else of ours
+            session = session_factory(settings, self._vad, **{
+                k: v for k, v in options.items() if k in TURN_TAKING_OPTIONS})
         session_metrics = SessionMetrics(session, service) if self._metrics else None
         if session_factory is None:  # as run_in_room wires a job's session
             say_fallback_on_llm_failure(session, settings["FALLBACK_LINE"])
         mic, speaker = SpeechInput(), PlayoutRecorder()
         session.input.audio = mic
         session.output.audio = speaker
-        agent = make_agent(settings, session_metrics)
+        agent = (make_agent or spec.make_agent)(settings, session_metrics)
         h = Harness(session, agent, mic, speaker, oai, dg, settings)
         for name in ("user_state_changed", "agent_state_changed", "user_input_transcribed"):
             session.on(name, lambda ev, n=name: h.events.append((time.time(), n, ev)))

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from services import registry
 from services.common import config
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("interrupter", "uninterruptable")
+SERVICES = tuple(registry.AGENTS)
 
 VALID = {
     "LIVEKIT_URL": "ws://127.0.0.1:7880",
@@ -74,7 +75,7 @@ def run_service(service: str, env: dict[str, str], *args: str) -> subprocess.Com
     clean = {k: v for k, v in os.environ.items() if k not in {v.name for v in config.VARIABLES}}
     clean.update(env)
     return subprocess.run(
-        [sys.executable, "-m", f"services.{service}", *(args or ("start",))],
+        [sys.executable, "-m", "services", service, *(args or ("start",))],
         cwd=ROOT / "tests",  # no .env there: only what the test passes counts
         env={**clean, "PYTHONPATH": str(ROOT)},
         capture_output=True, text=True, timeout=60,

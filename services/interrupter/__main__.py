@@ -1,4 +1,0 @@
-from services.common.cli import main
-
-if __name__ == "__main__":  # job processes re-import this module; only the CLI runs main
-    main("interrupter", "services.interrupter.agent:entrypoint")
