@@ -54,6 +54,15 @@ async def ask(p: Participant, fakes_utterance: Any, *, timeout: float = 15.0
     return spoken, turns[0]
 
 
+async def answer_latencies(p: Participant, *questions: Any) -> list[float]:
+    """Ask each question once the agent is quiet: how long after each its answer began."""
+    out = []
+    for q in questions:
+        spoken, answer = await ask(p, q)
+        out.append(answer.start - spoken.end)
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 async def test_finishes_its_sentence_and_keeps_answering(
@@ -84,15 +93,14 @@ async def test_finishes_its_sentence_and_keeps_answering(
         timeline = p.agent_audio.describe(since=greeting_start)
 
         # 2. and 3.: two more turns
-        s1, a1 = await ask(p, q1)
-        s2, a2 = await ask(p, q2)
+        answers = await answer_latencies(p, q1, q2)
         chats = fakes.openai_requests("chat", since)
         timeline = p.agent_audio.describe(since=greeting_start)
 
     report(f"uninterruptable: greeting heard {greeting_end - greeting_start:.2f}s "
            f"(fake TTS produced {expected_s:.2f}s for {texts}); talk-over "
            f"{over.start - greeting_start:.2f}-{over.end - greeting_start:.2f}s; "
-           f"answers {a1.start - s1.end:.2f}s and {a2.start - s2.end:.2f}s after the questions; "
+           f"answers {answers[0]:.2f}s and {answers[1]:.2f}s after the questions; "
            f"agent audio {timeline}")
     assert " ".join(texts).split() == GREETING.split(), f"TTS was asked for {texts}"
     assert over.start < greeting_end, f"the agent had stopped before the talk-over: {timeline}"
@@ -113,8 +121,7 @@ async def test_finishes_its_sentence_and_keeps_answering(
     for chat, q in ((chats[1], QUESTION_1), (chats[2], QUESTION_2)):
         last = chat["messages"][-1]
         assert last["role"] == "user" and q[0] in str(last["content"]), last
-    for s, a in ((s1, a1), (s2, a2)):
-        assert 0.0 < a.start - s.end < 5.0, f"slow or missing answer: {timeline}"
+    assert all(0.0 < latency < 5.0 for latency in answers), f"slow or missing answer: {timeline}"
 
     suppressed = uninterruptable.metric("voice_agent_interruptions_total", **SUPPRESSED)
     assert suppressed is not None and suppressed - suppressed_before >= 1.0, (
@@ -160,15 +167,14 @@ async def test_keep_mode_answers_what_was_said_over_it_afterwards(
         await p.agent_audio.wait_for_quiet(1.5, timeout=40)
         played = sum(g.audio_s for g in p.agent_audio.segments if g.start >= greeting_start)
         produced, texts = tts_seconds(fakes, since)
-        s1, a1 = await ask(p, q1)
-        s2, a2 = await ask(p, q2)
+        answers = await answer_latencies(p, q1, q2)
         chats = fakes.openai_requests("chat", since)
         timeline = p.agent_audio.describe(since=greeting_start)
 
     report(f"uninterruptable keep: talk-over {over.start - greeting_start:.2f}-"
            f"{over.end - greeting_start:.2f}s into the greeting; {played:.2f}s of agent audio "
            f"heard before the questions, the TTS produced {produced:.2f}s; answers "
-           f"{a1.start - s1.end:.2f}s and {a2.start - s2.end:.2f}s after the questions; "
+           f"{answers[0]:.2f}s and {answers[1]:.2f}s after the questions; "
            f"agent audio {timeline}")
     assert spoke_over, f"the greeting had ended before the talk-over did: {timeline}"
     # four LLM turns: the greeting, the kept talk-over, the two questions
@@ -179,7 +185,6 @@ async def test_keep_mode_answers_what_was_said_over_it_afterwards(
     # nothing cut: the whole greeting and the whole answer to the kept words were played
     assert " ".join(texts).split()[: len(GREETING.split())] == GREETING.split(), texts
     assert played >= produced - 0.5, f"heard {played:.2f}s of {produced:.2f}s: {timeline}"
-    for s, a in ((s1, a1), (s2, a2)):
-        assert 0.0 < a.start - s.end < 5.0, f"slow or missing answer: {timeline}"
+    assert all(0.0 < latency < 5.0 for latency in answers), f"slow or missing answer: {timeline}"
     errors = [r for r in keep_worker.errors() if r.get("room") == room_name]
     assert not errors, f"errors in the worker log: {errors}"
