@@ -58,11 +58,14 @@ RULES = REPO / "deploy/prometheus/rules"
 DASHBOARDS = REPO / "deploy/grafana/dashboards"
 NAMES = {"interrupter": "metrics-interrupter", "uninterruptable": "metrics-uninterruptable"}
 
-# Three sentences, the interrupter's limit: it cuts in as the third ends, with no overrun.
+# The interrupter's limit is three sentences: it cuts in as the third ends, over the fourth. The
+# fourth keeps the cut-in in the run when the STT fake misses a sentence's end, as it did once in
+# CI on a busy machine (the jitter buffer had warped it): this fixture is about the metrics.
 MONOLOGUE = [
     "I want to tell you about my weekend trip to the mountains.",
     "We left early on Saturday morning and drove for three hours.",
     "The weather was cold but the sky was perfectly clear.",
+    "We stopped twice on the way for coffee.",
 ]
 GREETING = ("Here is a long and boring story about paper clips. They were invented a long time "
             "ago. Many people improved them over the years. Now they are found in every office.")
