@@ -47,9 +47,10 @@ def remote_call(stack: Stack, host_ip: str, listen_s: float) -> dict[str, Any]:
     assert stack.openai is not None
     stack.reset_fakes()
     stack.openai("reply", replies=[GREETING])
+    # tests/ from the checkout, services/ (which the harness imports) from the image built of it
     r = stack.docker.run(
         "run", "--rm", "--network", "bridge", "-v", f"{REPO / 'tests'}:/repo/tests:ro",
-        "-w", "/repo", "-e", "PYTHONPATH=/repo", "--entrypoint", "python",
+        "-w", "/repo", "-e", "PYTHONPATH=/repo:/app", "--entrypoint", "python",
         IMAGE.format(agent="interrupter"), "-m", "tests.docker.remote_client", host_ip,
         room_name("remote"), str(listen_s), timeout=120)
     return dict(json.loads(r.stdout.strip().splitlines()[-1]))

@@ -77,6 +77,7 @@ class RecogniserConfig:
     track_max_db: float = 4.5  # spread (MAD) of level - slope * sentence level over 0.3 s
     verify_lag_s: float = 0.1  # audio is verified this late (the running median needs it)
     lost_s: float = 0.05  # voice gone (or a voice in a pause) this long: no longer heard
+    early_end_s: float = 0.25  # the voice gone this close to the sentence end: it ended early
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,11 @@ class Recogniser:
                 first_bad = i + 1 - tr.bad_run
                 if self._fits(tr):  # what came before the cut was this sentence
                     tr.good = max(tr.good, first_bad - tr.shift)
+                    if gone and len(env) - tr.good <= windows(cfg.early_end_s):
+                        # the voice ended this close to the sentence end: the jitter buffer
+                        # squeezed the sentence (by up to 0.2 s under load), it was said whole
+                        tr.good = len(env)
+                        self._count("early_ends")
                 self._count("lost_gone" if gone else "lost_extra")
                 self._lose(tr, first_bad)
             return
