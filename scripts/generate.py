@@ -158,9 +158,8 @@ def values_yaml(text: str) -> str:
 
 
 def _schema_of(v: Var) -> dict[str, Any]:
-    choices = getattr(v.parse, "choices", None)
-    if choices:
-        return {"description": v.help, "type": "string", "enum": list(choices)}
+    if v.choices:
+        return {"description": v.help, "type": "string", "enum": list(v.choices)}
     return {"description": v.help, "type": ["string", "number"]}
 
 

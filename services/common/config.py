@@ -113,6 +113,11 @@ class Var:
     required_if: Callable[[Mapping[str, Any]], bool] | None = None
     required_when: str = ""  # human words for `required_if`, shown in errors and docs
 
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """The allowed values of an enumerated setting (the chart schema's enum), else None."""
+        return getattr(self.parse, "choices", None)
+
 
 def _uses(kind: str) -> Callable[[Mapping[str, Any]], bool]:
     def pred(v: Mapping[str, Any]) -> bool:
