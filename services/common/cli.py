@@ -50,7 +50,7 @@ def main(service: str, argv: list[str],
         del os.environ["NUM_CPUS"]
 
     # the LiveKit CLI reads its log level from here; transcripts are only logged at DEBUG
-    os.environ.setdefault("LIVEKIT_LOG_LEVEL", _LIVEKIT_LOG_LEVELS[settings["LOG_LEVEL"]])
+    os.environ.setdefault("LIVEKIT_LOG_LEVEL", _LIVEKIT_LOG_LEVELS[settings.log_level])
 
     from livekit.agents import cli
 

@@ -13,7 +13,7 @@ from typing import Any
 from livekit.agents import inference, llm, stt, tts
 from livekit.plugins import deepgram, openai
 
-from .config import Settings
+from .settings import CommonSettings
 
 DEFAULT_MODELS = {
     ("stt", "deepgram"): "nova-3",
@@ -48,7 +48,7 @@ class Providers:
     tts: tts.TTS
 
 
-def build(settings: Settings) -> Providers:
+def build(settings: CommonSettings) -> Providers:
     return Providers(stt=build_stt(settings), llm=build_llm(settings), tts=build_tts(settings))
 
 
@@ -58,25 +58,25 @@ def warm_up() -> None:
         importlib.import_module(name)
 
 
-def _model(settings: Settings, component: str) -> str:
-    provider = settings[f"{component.upper()}_PROVIDER"]
-    return settings[f"{component.upper()}_MODEL"] or DEFAULT_MODELS[(component, provider)]
+def _model(component: str, provider: str, model: str) -> str:
+    return model or DEFAULT_MODELS[(component, provider)]
 
 
-def _openai_kwargs(settings: Settings) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"api_key": settings["OPENAI_API_KEY"]}
-    if settings["OPENAI_BASE_URL"]:
-        kwargs["base_url"] = settings["OPENAI_BASE_URL"]
+def _openai_kwargs(settings: CommonSettings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"api_key": settings.openai_api_key}
+    if settings.openai_base_url:
+        kwargs["base_url"] = settings.openai_base_url
     return kwargs
 
 
-def build_stt(settings: Settings) -> stt.STT:
-    provider, model = settings["STT_PROVIDER"], _model(settings, "stt")
-    language = settings["STT_LANGUAGE"]
+def build_stt(settings: CommonSettings) -> stt.STT:
+    provider = settings.stt_provider
+    model = _model("stt", provider, settings.stt_model)
+    language = settings.stt_language
     if provider == "deepgram":
-        kwargs: dict[str, Any] = {"api_key": settings["DEEPGRAM_API_KEY"]}
-        if settings["DEEPGRAM_BASE_URL"]:
-            kwargs["base_url"] = settings["DEEPGRAM_BASE_URL"]
+        kwargs: dict[str, Any] = {"api_key": settings.deepgram_api_key}
+        if settings.deepgram_base_url:
+            kwargs["base_url"] = settings.deepgram_base_url
         # interim results are what lets the interrupter react mid-sentence
         return deepgram.STT(model=model, language=language, interim_results=True,
                             smart_format=True, punctuate=True, **kwargs)
@@ -88,17 +88,18 @@ def build_stt(settings: Settings) -> stt.STT:
     return inference.STT(model=model, language=language)
 
 
-def build_llm(settings: Settings) -> llm.LLM:
-    model = _model(settings, "llm")
-    if settings["LLM_PROVIDER"] == "openai":
+def build_llm(settings: CommonSettings) -> llm.LLM:
+    model = _model("llm", settings.llm_provider, settings.llm_model)
+    if settings.llm_provider == "openai":
         return openai.LLM(model=model, timeout=_httpx_timeout(settings),
                           **_openai_kwargs(settings))
     return inference.LLM(model=model)
 
 
-def build_tts(settings: Settings) -> tts.TTS:
-    provider, model = settings["TTS_PROVIDER"], _model(settings, "tts")
-    voice = settings["TTS_VOICE"] or DEFAULT_VOICES[provider]
+def build_tts(settings: CommonSettings) -> tts.TTS:
+    provider = settings.tts_provider
+    model = _model("tts", provider, settings.tts_model)
+    voice = settings.tts_voice or DEFAULT_VOICES[provider]
     if provider == "openai":
         # pcm streams with the smallest time to first byte
         return openai.TTS(model=model, voice=voice, response_format="pcm",
@@ -106,8 +107,8 @@ def build_tts(settings: Settings) -> tts.TTS:
     return inference.TTS(model=model, voice=voice)
 
 
-def _httpx_timeout(settings: Settings) -> Any:
+def _httpx_timeout(settings: CommonSettings) -> Any:
     import httpx2 as httpx  # the openai plugin (and its SDK) use httpx2, not httpx
 
-    seconds = settings["PROVIDER_TIMEOUT_SECONDS"]
+    seconds = settings.provider_timeout_seconds
     return httpx.Timeout(connect=min(seconds, 15.0), read=seconds, write=seconds, pool=seconds)

@@ -10,8 +10,8 @@ from livekit.agents import Agent, AgentSession, APIConnectOptions, ErrorEvent, J
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from . import providers
-from .config import Settings
 from .session_metrics import SessionMetrics
+from .settings import CommonSettings
 
 
 @dataclass(frozen=True)
@@ -19,13 +19,14 @@ class AgentSpec:
     """What makes one agent (each agent module exports its `SPEC`; services/registry.py lists the
     modules): the agent, and the options of its session beyond what configuration sets."""
 
-    make_agent: Callable[[Settings, SessionMetrics | None], Agent]
-    session_options: Callable[[Settings], dict[str, Any]] = field(default=lambda _settings: {})
+    make_agent: Callable[[CommonSettings, SessionMetrics | None], Agent]
+    session_options: Callable[[CommonSettings], dict[str, Any]] = field(
+        default=lambda _settings: {})
 
 
 async def run_job(spec: AgentSpec, ctx: JobContext) -> None:
     """A job of the agent: its session on the job process's prewarmed VAD and providers."""
-    settings: Settings = ctx.proc.userdata["settings"]
+    settings: CommonSettings = ctx.proc.userdata["settings"]
     session = build_session(settings, ctx.proc.userdata["vad"],
                             components=ctx.proc.userdata["providers"],
                             **spec.session_options(settings))
@@ -34,18 +35,18 @@ async def run_job(spec: AgentSpec, ctx: JobContext) -> None:
                       settings)
 
 
-def connect_options(settings: Settings) -> SessionConnectOptions:
+def connect_options(settings: CommonSettings) -> SessionConnectOptions:
     opts = APIConnectOptions(
-        max_retry=settings["PROVIDER_MAX_RETRIES"],
+        max_retry=settings.provider_max_retries,
         retry_interval=0.5,
-        timeout=settings["PROVIDER_TIMEOUT_SECONDS"],
+        timeout=settings.provider_timeout_seconds,
     )
     return SessionConnectOptions(
         stt_conn_options=opts, llm_conn_options=opts, tts_conn_options=opts
     )
 
 
-def turn_handling(settings: Settings, *, discard_audio_if_uninterruptible: bool = True,
+def turn_handling(settings: CommonSettings, *, discard_audio_if_uninterruptible: bool = True,
                   preemptive_generation: bool = True) -> dict[str, Any]:
     """Explicit turn detection and VAD-based interruption.
 
@@ -53,8 +54,8 @@ def turn_handling(settings: Settings, *, discard_audio_if_uninterruptible: bool 
     Cloud credentials in dev mode it switches on cloud-only adaptive interruption.
     """
     return {
-        "turn_detection": settings["TURN_DETECTION"],
-        "endpointing": {"mode": "fixed", "min_delay": settings["MIN_ENDPOINTING_DELAY"]},
+        "turn_detection": settings.turn_detection,
+        "endpointing": {"mode": "fixed", "min_delay": settings.min_endpointing_delay},
         "interruption": {
             "mode": "vad",
             "discard_audio_if_uninterruptible": discard_audio_if_uninterruptible,
@@ -64,7 +65,7 @@ def turn_handling(settings: Settings, *, discard_audio_if_uninterruptible: bool 
 
 
 def build_session(
-    settings: Settings,
+    settings: CommonSettings,
     vad_model: vad.VAD,
     *,
     discard_audio_if_uninterruptible: bool = True,
@@ -80,7 +81,7 @@ def build_session(
     speech in a call the framework ignores the user (no interruption, silence for the STT).
     """
     components = components or providers.build(settings)
-    warmup = settings["AEC_WARMUP_SECONDS"]
+    warmup = settings.aec_warmup_seconds
     warmup = aec_warmup_default if warmup is None else warmup
     return AgentSession(
         stt=components.stt,
@@ -99,12 +100,12 @@ def build_session(
 
 
 async def run_in_room(ctx: JobContext, session: AgentSession, agent: Agent,
-                      session_metrics: SessionMetrics, settings: Settings) -> None:
+                      session_metrics: SessionMetrics, settings: CommonSettings) -> None:
     """Start the session in the job's room; the job ends when the session does."""
     # Without this a job outlives its call (the caller hung up, the session closed) until the
     # server closes the room, and a draining worker waits for nothing.
     session.on("close", lambda _ev: ctx.shutdown(reason="session closed"))
-    say_fallback_on_llm_failure(session, settings["FALLBACK_LINE"])
+    say_fallback_on_llm_failure(session, settings.fallback_line)
 
     async def closed() -> None:
         session_metrics.close()

@@ -12,12 +12,13 @@ from collections.abc import Awaitable, Callable
 from livekit.agents import AgentServer, JobContext, JobProcess
 from livekit.plugins import silero
 
-from . import config, metrics, providers
+from . import metrics, providers
+from .settings import CommonSettings
 
 logger = logging.getLogger("voice_agents.worker")
 
 
-def prewarm(proc: JobProcess, settings: config.Settings) -> None:
+def prewarm(proc: JobProcess, settings: CommonSettings) -> None:
     """Runs once per job process, before it is offered a job (a job process serves one call).
 
     Everything slow the call would otherwise do first on its event loop, while the caller is
@@ -34,18 +35,18 @@ def prewarm(proc: JobProcess, settings: config.Settings) -> None:
 
 
 def build_server(
-    settings: config.Settings, entrypoint: Callable[[JobContext], Awaitable[None]]
+    settings: CommonSettings, entrypoint: Callable[[JobContext], Awaitable[None]]
 ) -> AgentServer:
     server = AgentServer(
         setup_fnc=functools.partial(prewarm, settings=settings),
-        host=settings["HTTP_BIND_ADDRESS"],
-        port=settings["HEALTH_PORT"],
-        prometheus_port=settings["METRICS_PORT"],
-        drain_timeout=settings["DRAIN_TIMEOUT_SECONDS"],
-        load_threshold=settings["LOAD_THRESHOLD"],
-        num_idle_processes=settings["NUM_IDLE_PROCESSES"],
+        host=settings.http_bind_address,
+        port=settings.health_port,
+        prometheus_port=settings.metrics_port,
+        drain_timeout=settings.drain_timeout_seconds,
+        load_threshold=settings.load_threshold,
+        num_idle_processes=settings.num_idle_processes,
         # fail fast: the orchestrator restarts a worker that cannot reach LiveKit
-        max_retry=settings["LIVEKIT_MAX_RETRY"],
+        max_retry=settings.livekit_max_retry,
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
     server.on("worker_started", lambda: _on_worker_started(server, settings.service))

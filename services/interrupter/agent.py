@@ -34,11 +34,11 @@ from livekit.agents import (
 )
 from livekit.agents.voice import SpeechHandle
 
-from services.common import config
 from services.common.session import AgentSpec, run_job
 from services.common.session_metrics import SessionMetrics
 
 from .policy import SentenceBudget
+from .settings import Settings
 
 logger = logging.getLogger("voice_agents.interrupter")
 
@@ -52,16 +52,16 @@ LATE_TRANSCRIPT_GRACE = 1.5
 
 
 class InterrupterAgent(Agent):
-    def __init__(self, settings: config.Settings, session_metrics: SessionMetrics | None = None):
-        super().__init__(instructions=settings["AGENT_INSTRUCTIONS"] or INSTRUCTIONS)
+    def __init__(self, settings: Settings, session_metrics: SessionMetrics | None = None):
+        super().__init__(instructions=settings.agent_instructions or INSTRUCTIONS)
         self._settings = settings
         self._metrics = session_metrics
         self._budget = SentenceBudget(
-            max_sentences=settings["INTERRUPT_MAX_SENTENCES"] or None,
-            max_words=settings["INTERRUPT_MAX_WORDS"],
-            max_seconds=settings["INTERRUPT_MAX_SECONDS"],
+            max_sentences=settings.interrupt_max_sentences or None,
+            max_words=settings.interrupt_max_words,
+            max_seconds=settings.interrupt_max_seconds,
         )
-        self._floor_seconds: float = settings["INTERRUPT_FLOOR_SECONDS"]
+        self._floor_seconds: float = settings.interrupt_floor_seconds
         # how much of the budget's text the framework already put in the history (committed
         # turns of this monologue); the cut-in adds only the rest
         self._committed_chars = 0
@@ -206,12 +206,12 @@ class InterrupterAgent(Agent):
             # a reply to an earlier pause of the monologue may still be pending or playing: the
             # cut-in replaces it
             self.session.interrupt()
-            preface = self.session.say(self._settings["INTERRUPT_PREFACE"],
+            preface = self.session.say(self._settings.interrupt_preface,
                                        allow_interruptions=False)
             # user_input puts what was heard into the history as the user's message
             reply = self.session.generate_reply(
                 **({"user_input": heard} if heard else {}),
-                instructions=self._settings["INTERRUPT_INSTRUCTIONS"],
+                instructions=self._settings.interrupt_instructions,
                 allow_interruptions=False,
                 tool_choice="none",
             )
@@ -229,7 +229,7 @@ class InterrupterAgent(Agent):
                 self._overrun_until = time.monotonic() + LATE_TRANSCRIPT_GRACE
 
 
-def _session_options(_settings: config.Settings) -> dict[str, Any]:
+def _session_options(_settings: Settings) -> dict[str, Any]:
     return {
         # a reply started in a pause of the monologue is dropped when the user goes on: nothing
         # is gained by generating it before the turn is over

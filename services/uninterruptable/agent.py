@@ -20,8 +20,9 @@ from livekit.agents import (
     llm,
 )
 
-from services.common import config
 from services.common.session import AgentSpec, run_job
+
+from .settings import Settings
 
 logger = logging.getLogger("voice_agents.uninterruptable")
 
@@ -35,14 +36,14 @@ SETTLE_SECONDS = 1.0
 
 
 class UninterruptableAgent(Agent):
-    def __init__(self, settings: config.Settings) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__(
-            instructions=settings["AGENT_INSTRUCTIONS"] or INSTRUCTIONS,
+            instructions=settings.agent_instructions or INSTRUCTIONS,
             allow_interruptions=False,
         )
-        self._greeting = settings["GREETING_INSTRUCTIONS"]
-        self._keep = settings["PROTECTED_SPEECH_USER_AUDIO"] == "keep"
-        self._settle = settings["MIN_ENDPOINTING_DELAY"] + SETTLE_SECONDS
+        self._greeting = settings.greeting_instructions
+        self._keep = settings.protected_speech_user_audio == "keep"
+        self._settle = settings.min_endpointing_delay + SETTLE_SECONDS
         # finals the framework has not (yet) put into the history as a user turn
         self._unanswered: list[str] = []
         self._answer_later: asyncio.Task[None] | None = None
@@ -89,8 +90,8 @@ class UninterruptableAgent(Agent):
         session.generate_reply(user_input=text)
 
 
-def _session_options(settings: config.Settings) -> dict[str, Any]:
-    discard = settings["PROTECTED_SPEECH_USER_AUDIO"] == "discard"
+def _session_options(settings: Settings) -> dict[str, Any]:
+    discard = settings.protected_speech_user_audio == "discard"
     return {"discard_audio_if_uninterruptible": discard}
 
 

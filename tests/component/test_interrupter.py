@@ -46,7 +46,7 @@ async def test_cuts_in_once_after_the_third_sentence_while_the_user_talks(start_
     assert all(seg.started_at < end for seg in h.speaker.segments), "a second reply"
     # the preface, then the reply, both spoken in full
     spoken = [s["input"] for s in h.oai.bodies("speech")]
-    assert spoken[0] == h.settings["INTERRUPT_PREFACE"] and len(spoken) >= 2
+    assert spoken[0] == h.settings.interrupt_preface and len(spoken) >= 2
     assert not any(seg.interrupted for seg in h.speaker.segments)
 
     assert metric("voice_agent_interruptions_total", agent="interrupter",
@@ -82,7 +82,7 @@ async def test_history_is_kept_and_the_monologue_is_not_answered_twice(start_ses
     for needle in ("plan a trip", "weekend in the mountains", "lake was the best part"):
         assert needle in history
     assistant = h.chat_messages("assistant")
-    assert h.settings["INTERRUPT_PREFACE"] in assistant
+    assert h.settings.interrupt_preface in assistant
     assert len(assistant) >= 4  # reply to the short turn, preface, cut-in reply, last reply
 
 

@@ -75,7 +75,7 @@ async def test_sessions_and_provider_errors(start_session) -> None:
     assert metric("voice_agent_provider_errors_total", agent=AGENT,
                   component="llm") >= llm_errors + 1
     # the caller is told, not left in silence
-    assert " ".join(h.oai.speech_inputs) == h.settings["FALLBACK_LINE"]  # sent per sentence
+    assert " ".join(h.oai.speech_inputs) == h.settings.fallback_line  # sent per sentence
     # the session survived: the next turn is answered
     requests = len(h.oai.chat_requests)
     await h.speak(question)

@@ -109,7 +109,7 @@ def test_agent_gets_every_variable_config_requires(compose: dict[str, Any], serv
     # with the provider keys filled in (the one thing .env must add), the configuration loads
     keys = {"OPENAI_API_KEY": "sk-placeholder", "DEEPGRAM_API_KEY": "dg-placeholder"}
     settings = config.load(service, {**env, **keys}, command="start")
-    assert settings["LIVEKIT_URL"] == "ws://livekit:7880"
+    assert settings.livekit_url == "ws://livekit:7880"
     # ...and without them, it fails on a provider key, never on anything compose should pass
     with pytest.raises(config.ConfigError, match=r"^(OPENAI|DEEPGRAM)_API_KEY: required"):
         config.load(service, env, command="start")

@@ -135,7 +135,7 @@ class SessionFactory:
                 k: v for k, v in options.items() if k in TURN_TAKING_OPTIONS})
         session_metrics = SessionMetrics(session, service) if self._metrics else None
         if session_factory is None:  # as run_in_room wires a job's session
-            say_fallback_on_llm_failure(session, settings["FALLBACK_LINE"])
+            say_fallback_on_llm_failure(session, settings.fallback_line)
         mic, speaker = SpeechInput(), PlayoutRecorder()
         session.input.audio = mic
         session.output.audio = speaker

@@ -121,7 +121,7 @@ def test_provider_keys_are_required_only_for_the_providers_in_use() -> None:
     with pytest.raises(config.ConfigError, match="^DEEPGRAM_API_KEY"):
         config.load("interrupter", env)
     settings = config.load("interrupter", {**env, "STT_PROVIDER": "openai"})
-    assert settings["STT_PROVIDER"] == "openai"
+    assert settings.stt_provider == "openai"
     no_openai = {k: v for k, v in VALID.items() if k != "OPENAI_API_KEY"}
     with pytest.raises(config.ConfigError, match="^OPENAI_API_KEY"):
         config.load("interrupter", no_openai)
@@ -140,14 +140,14 @@ def test_console_needs_no_livekit_credentials_and_download_files_needs_nothing()
 def test_defaults_and_agent_name() -> None:
     s = config.load("interrupter", VALID)
     assert s.agent_name == "interrupter"
-    assert s["INTERRUPT_MAX_SENTENCES"] == 3 and s["INTERRUPT_MAX_WORDS"] is None
+    assert s.interrupt_max_sentences == 3 and s.interrupt_max_words is None
     assert config.load("uninterruptable", {**VALID, "AGENT_NAME": "alt"}).agent_name == "alt"
-    assert "INTERRUPT_PREFACE" not in config.load("uninterruptable", VALID).values
-    assert config.load("interrupter", {**VALID, "LOG_LEVEL": "warning"})["LOG_LEVEL"] == "WARNING"
+    assert not hasattr(config.load("uninterruptable", VALID), "interrupt_preface")
+    assert config.load("interrupter", {**VALID, "LOG_LEVEL": "warning"}).log_level == "WARNING"
 
 
 def test_redacted_hides_secrets() -> None:
-    shown = config.load("interrupter", VALID).redacted()
+    shown = config.redacted(config.load("interrupter", VALID))
     for v in config.VARIABLES:
         if v.secret and v.name in shown:
             assert shown[v.name] == "***"
