@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deploy.monitoring import dashboards, rules
+from scripts import generate
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = generate.ROOT
 # Output directory -> the renderer of its files. Both are read as they are by docker compose
 # (deploy/prometheus, deploy/grafana) and by the Helm chart (helm/voice-agents/files/ symlinks).
 OUTPUTS: dict[Path, Callable[[], dict[str, str]]] = {
@@ -32,20 +33,8 @@ def stale() -> dict[Path, str]:
     return out
 
 
-def _show(path: Path) -> Path:
-    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-
-
 def main(argv: list[str]) -> int:
-    todo = stale()
-    if "--check" in argv:
-        for path in todo:
-            print(f"{_show(path)} is stale: run `make generate`", file=sys.stderr)
-        return 1 if todo else 0
-    for path, text in todo.items():
-        path.write_text(text)
-        print(f"wrote {_show(path)}")
-    return 0
+    return generate.write_or_check(stale(), argv)
 
 
 if __name__ == "__main__":

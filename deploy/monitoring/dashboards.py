@@ -208,8 +208,8 @@ def overview_rows() -> Iterable[tuple[str, list[Panel]]]:
                      "{{agent}} {{instance}} active jobs")], w=8),
         graph("Job process start time", f"Time to initialise a job process ({d.PROC_INITIALIZE}); "
               "p50/p95." + UNNAMED,
-              [query(f"histogram_quantile({q}, sum by (agent, le) "
-                     f"({d.with_agent(proc_buckets, PANELS)}))", f"{{{{agent}}}} {d.percentile(q)}")
+              [query(d.quantile_of(q, d.with_agent(proc_buckets, PANELS)),
+                     f"{{{{agent}}}} {d.percentile(q)}")
                for q in (0.5, 0.95)],
               unit="s", w=8, may_be_empty="until the worker has started its first process "
               "(production workers warm idle processes at start-up; dev mode starts none before "

@@ -210,11 +210,14 @@ def failed_ratio(scope: Scope, window: str) -> str:
     return f"{failed}\n/\n{summed('rate', SESSIONS, scope, window=window)}"
 
 
+def quantile_of(q: float, bucket_rates: str) -> str:
+    """The q-quantile per agent of a histogram's bucket rates (NaN while nothing was observed)."""
+    return f"histogram_quantile({q}, sum by (agent, le) ({bucket_rates}))"
+
+
 def quantile(q: float, latency: Latency, scope: Scope, window: str = "") -> str:
-    """NaN while nothing was observed."""
-    buckets = summed("rate", family(latency.histogram) + "_bucket", scope, by="agent, le",
-                     window=window)
-    return f"histogram_quantile({q}, {buckets})"
+    buckets = sel(family(latency.histogram) + "_bucket", scope.agent)
+    return quantile_of(q, f"rate({buckets}[{window or scope.window}])")
 
 
 def provider_errors(scope: Scope) -> str:

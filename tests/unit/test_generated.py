@@ -47,3 +47,9 @@ def test_a_hand_edited_rule_file_is_reported(tmp_path: Path,
     assert monitoring.main(["--check"]) == 1
     assert monitoring.main([]) == 0 and (tmp_path / "voice_agent_alerts.yml").read_text() == text
     assert monitoring.main(["--check"]) == 0
+
+
+def test_every_rule_file_and_dashboard_is_generated() -> None:
+    for directory, render in monitoring.OUTPUTS.items():
+        present = {p.name for p in directory.iterdir() if p.is_file()}
+        assert present == set(render()), f"{directory} holds files not generated: {present}"
