@@ -150,8 +150,9 @@ def overview_rows() -> Iterable[tuple[str, list[Panel]]]:
                steps=((None, "green"), (d.FAILED_SESSIONS_WARNING, "orange"),
                       (d.FAILED_SESSIONS_MAX, "red"))),
         single(f"{d.RESPONSE.title} {d.percentile(d.ALERT_QUANTILE)}",
-               f"{d.percentile(d.ALERT_QUANTILE)} over the time range, end of user speech to agent "
-               "audio start.", d.quantile(d.ALERT_QUANTILE, d.RESPONSE, PANELS, RANGE), unit="s",
+               f"{d.percentile_words(d.ALERT_QUANTILE)} over the time range, end of user "
+               "speech to agent audio start.",
+               d.quantile(d.ALERT_QUANTILE, d.RESPONSE, PANELS, RANGE), unit="s",
                steps=((None, "green"), (d.RESPONSE_P95_WARNING, "orange"),
                       (d.RESPONSE_P95_MAX, "red"))),
         single("Interruptions", "Interruptions of any kind in the time range.",

@@ -78,6 +78,10 @@ def percentile(q: float) -> str:
     return f"p{round(q * 100)}"
 
 
+def percentile_words(q: float) -> str:
+    return f"{round(q * 100)}th percentile"
+
+
 # --- thresholds ----------------------------------------------------------------------------------
 
 # The worker reports itself full and gets no new jobs at load_threshold (LOAD_THRESHOLD's default).

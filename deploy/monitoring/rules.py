@@ -110,6 +110,7 @@ def alerts() -> list[Alert]:
         f"({d.CHILD_PROCESSES} == 0\nor\n{d.ACTIVE_JOBS} > {d.CHILD_PROCESSES})"
     )
     p95 = f'{{quantile="{d.ALERT_QUANTILE}"}}'
+    p95_name, p95_words = d.percentile(d.ALERT_QUANTILE), d.percentile_words(d.ALERT_QUANTILE)
     errors_per_window = round(d.PROVIDER_ERRORS_MIN * 60 * int(RULES.window.removesuffix("m")))
     return [
         Alert(
@@ -139,16 +140,16 @@ def alerts() -> list[Alert]:
         Alert(
             "VoiceAgentResponseLatencyHigh",
             f"{d.quantile_record(d.RESPONSE)}{p95} > {d.RESPONSE_P95_MAX}", ten, "warning",
-            f"{AGENT} response latency p95 is {SECONDS}",
-            "The 95th percentile from the end of the user's speech to the start of the agent's "
+            f"{AGENT} response latency {p95_name} is {SECONDS}",
+            f"The {p95_words} from the end of the user's speech to the start of the agent's "
             f"audio has been above {seconds(d.RESPONSE_P95_MAX)} for {ten.words} (now {SECONDS}). "
             "Check the stage latencies (end of utterance, STT, LLM TTFT, TTS TTFB).",
         ),
         Alert(
             "VoiceAgentCutInLatencyHigh",
             f"{d.quantile_record(d.CUT_IN)}{p95} > {d.CUT_IN_P95_MAX:g}", ten, "warning",
-            f"{AGENT} cut-in latency p95 is {SECONDS}",
-            "The 95th percentile from a turn limit being reached to the start of the cut-in audio "
+            f"{AGENT} cut-in latency {p95_name} is {SECONDS}",
+            f"The {p95_words} from a turn limit being reached to the start of the cut-in audio "
             f"has been above {seconds(d.CUT_IN_P95_MAX)} for {ten.words} (now {SECONDS}).",
         ),
         Alert(
