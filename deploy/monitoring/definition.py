@@ -51,6 +51,9 @@ assert tuple(PROVIDER_STAGES) == m.PROVIDER_COMPONENTS
 
 @dataclass(frozen=True)
 class Latency:
+    """A latency histogram with its dashboard panel's title and description, and the quantiles
+    recorded and shown."""
+
     histogram: MetricWrapperBase
     title: str
     description: str
