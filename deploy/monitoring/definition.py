@@ -102,8 +102,28 @@ FAILED_SESSIONS_MIN = 2  # failures in FAILED_WINDOW
 
 # --- windows -------------------------------------------------------------------------------------
 
-RULE_WINDOW = "5m"
-FAILED_WINDOW = "15m"
+
+
+@dataclass(frozen=True)
+class Minutes:
+    """A duration: `5m` in PromQL and `for:`, "5 minutes" in alert text."""
+
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.n}m"
+
+    @property
+    def words(self) -> str:
+        return f"{self.n} minutes"
+
+    @property
+    def seconds(self) -> int:
+        return 60 * self.n
+
+
+RULE_WINDOW = Minutes(5)
+FAILED_WINDOW = Minutes(15)
 # How long a target that served an agent's metrics is remembered as that agent's worker (so a
 # worker that went down still counts, as 0).
 TARGET_MEMORY = "1h"
@@ -155,7 +175,7 @@ class Scope:
     all_targets: str  # every worker target that ever named its agent (within TARGET_MEMORY)
 
 
-RULES = Scope(agent="", instance="", window=RULE_WINDOW, targets=TARGET_INFO,
+RULES = Scope(agent="", instance="", window=str(RULE_WINDOW), targets=TARGET_INFO,
               all_targets=TARGET_INFO)
 AGENT_VAR = 'agent=~"$agent"'
 INSTANCE_VAR = 'instance=~"$instance"'
@@ -201,7 +221,7 @@ def sessions_active(scope: Scope) -> str:
     )
 
 
-def summed(fn: str, metric: str, scope: Scope, *, by: str = "agent", window: str = "",
+def summed(fn: str, metric: str, scope: Scope, *, by: str = "agent", window: object = "",
            matchers: Iterable[str] = ()) -> str:
     """sum by (<by>) (<fn>(metric{scope, matchers}[window])), window defaulting to the scope's."""
     series = sel(metric, scope.agent, *matchers)
@@ -211,7 +231,7 @@ def summed(fn: str, metric: str, scope: Scope, *, by: str = "agent", window: str
 FAILED = 'outcome="failed"'
 
 
-def failed_ratio(scope: Scope, window: str) -> str:
+def failed_ratio(scope: Scope, window: object) -> str:
     """Failed / ended sessions (NaN while none ended)."""
     failed = summed("rate", SESSIONS, scope, window=window, matchers=[FAILED])
     return f"{failed}\n/\n{summed('rate', SESSIONS, scope, window=window)}"
@@ -249,7 +269,7 @@ def provider_error_ratio(errors: str, successes: str) -> str:
     )
 
 
-def worker_load(scope: Scope, average: str = "") -> str:
+def worker_load(scope: Scope, average: object = "") -> str:
     """lk_agents_worker_load of each worker (its main process alone sets it; `pid` dropped)."""
     series = sel(WORKER_LOAD, scope.instance)
     if average:

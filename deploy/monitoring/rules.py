@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from deploy.monitoring import definition as d
-from deploy.monitoring.definition import RULES
+from deploy.monitoring.definition import RULES, Minutes
 
 RecordingRule = dict[str, Any]
 
@@ -46,7 +46,7 @@ def recording_rules() -> list[RecordingRule]:
         record(d.PROVIDER_SUCCESSES_RATE, d.provider_successes(RULES)),
         record(d.PROVIDER_ERROR_RATIO,
                d.provider_error_ratio(d.PROVIDER_ERRORS_RATE, d.PROVIDER_SUCCESSES_RATE)),
-        record(d.WORKER_LOAD_AVG, d.with_agent(d.worker_load(RULES, average=RULES.window), RULES)),
+        record(d.WORKER_LOAD_AVG, d.with_agent(d.worker_load(RULES, average=d.RULE_WINDOW), RULES)),
     ]
 
 
@@ -59,18 +59,6 @@ COMPONENT = "{{ $labels.component }}"
 SECONDS = "{{ $value | humanizeDuration }}"
 PERCENT = "{{ $value | humanizePercentage }}"
 THE_AGENTS = f"{{{{ if $labels.agent }}}}the {AGENT} {{{{ end }}}}"  # "the interrupter " or ""
-
-
-@dataclass(frozen=True)
-class Minutes:
-    n: int
-
-    def __str__(self) -> str:
-        return f"{self.n}m"
-
-    @property
-    def words(self) -> str:
-        return f"{self.n} minutes"
 
 
 @dataclass(frozen=True)
@@ -101,17 +89,18 @@ def seconds(value: float) -> str:
 
 
 def alerts() -> list[Alert]:
-    five, ten = Minutes(5), Minutes(10)
+    five, ten = Minutes(5), Minutes(10)  # `for:` durations
     load_alert = (
-        f"The {RULES.window.removesuffix('m')} minute average load of {THE_AGENTS}worker "
+        f"The {d.RULE_WINDOW.n} minute average load of {THE_AGENTS}worker "
         f"{INSTANCE} has been at or above"
     )
     processes_missing = (
         f"({d.CHILD_PROCESSES} == 0\nor\n{d.ACTIVE_JOBS} > {d.CHILD_PROCESSES})"
     )
+    down = f"({d.UP} == 0)"
     p95 = f'{{quantile="{d.ALERT_QUANTILE}"}}'
     p95_name, p95_words = d.percentile(d.ALERT_QUANTILE), d.percentile_words(d.ALERT_QUANTILE)
-    errors_per_window = round(d.PROVIDER_ERRORS_MIN * 60 * int(RULES.window.removesuffix("m")))
+    errors_per_window = round(d.PROVIDER_ERRORS_MIN * d.RULE_WINDOW.seconds)
     return [
         Alert(
             "VoiceAgentNoWorkerUp", f"{d.WORKERS_UP} == 0", Minutes(2), "critical",
@@ -123,8 +112,8 @@ def alerts() -> list[Alert]:
         # is named when the worker has exposed voice_agent_* series.
         Alert(
             "VoiceAgentWorkerDown",
-            f"{d.attach_agent('(up == 0)', d.TARGET_INFO)}\nor on (job, instance)\n"
-            f"(up == 0) and on (job, instance) "
+            f"{d.attach_agent(down, d.TARGET_INFO)}\nor on (job, instance)\n"
+            f"{down} and on (job, instance) "
             f"last_over_time({d.WORKER_LOAD}[{d.TARGET_MEMORY}])",
             five, "warning",
             f"Worker {INSTANCE} is down",
@@ -159,8 +148,8 @@ def alerts() -> list[Alert]:
             five, "warning",
             f"{AGENT} {COMPONENT} provider errors at {PERCENT}",
             f"More than {d.PROVIDER_ERROR_RATIO_MAX:.0%} of {COMPONENT} provider requests of "
-            f"{AGENT} failed over {five.words} (now {PERCENT}, and more than {errors_per_window} "
-            f"errors per {five.words}), for {five.words}.",
+            f"{AGENT} failed over {d.RULE_WINDOW.words} (now {PERCENT}, and more than "
+            f"{errors_per_window} errors per {d.RULE_WINDOW.words}), for {five.words}.",
         ),
         Alert(
             "VoiceAgentSessionsFailing",
@@ -169,7 +158,7 @@ def alerts() -> list[Alert]:
             five, "critical",
             f"{AGENT}: {PERCENT} of sessions fail",
             f"More than {d.FAILED_SESSIONS_MAX:.0%} of the {AGENT} sessions that ended in the last "
-            f"{d.FAILED_WINDOW.removesuffix('m')} minutes failed (at least "
+            f"{d.FAILED_WINDOW.words} failed (at least "
             f"{d.FAILED_SESSIONS_MIN} failures), for {five.words}.",
         ),
         Alert(
