@@ -23,8 +23,9 @@ bench: setup  ## the full benchmark suite (minutes); prints a table, writes benc
 bench-quick: setup
 	$(PY) -m bench --quick
 
-generate:  ## write every copy of the settings (.env.example, README tables, chart values and schema)
+generate:  ## write every generated file: settings copies, monitoring rules and dashboards
 	$(PY) -m scripts.generate
+	$(PY) -m deploy.monitoring
 
 stack:  ## the compose stack with local stand-in images and the provider fakes (see README)
 	bash scripts/docker-stack.sh up

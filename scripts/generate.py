@@ -210,7 +210,12 @@ def _show(path: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    todo = stale()
+    return write_or_check(stale(), argv)
+
+
+def write_or_check(todo: dict[Path, str], argv: list[str]) -> int:
+    """Writes the stale files, or with `--check` names them and exits 1 (also used by
+    `python -m deploy.monitoring`)."""
     if "--check" in argv:
         for path in todo:
             print(f"{_show(path)} is stale: run `make generate`", file=sys.stderr)

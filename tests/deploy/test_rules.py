@@ -1,5 +1,6 @@
 """Prometheus config and rules: promtool checks, promtool unit tests, and the conventions every
-alert follows (severity, summary/description, `for:`, a firing and a silent unit test)."""
+alert follows (severity, summary/description, `for:`, a runbook section, a firing and a silent
+unit test)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ PROM_DIR = REPO / "deploy" / "prometheus"
 CONFIG = PROM_DIR / "prometheus.yml"
 RULE_FILES = sorted((PROM_DIR / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROM_DIR / "tests").glob("*.yml"))
+RUNBOOK = REPO / "deploy" / "monitoring" / "runbook.md"
 SEVERITIES = {"warning", "critical"}
 # Labels a rule may set: anything deployment-specific (compose project, namespace, cluster, ...)
 # belongs to the Prometheus that loads the rules, not to the rules.
@@ -128,3 +130,18 @@ def test_every_alert_is_unit_tested_firing_and_silent() -> None:
     assert not (firing | silent) - defined, (
         f"tests for unknown alerts: {(firing | silent) - defined}"
     )
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    # GitHub's anchor of a heading `## VoiceAgentX` is `#voiceagentx`
+    sections = {
+        line.removeprefix("## ").strip().lower()
+        for line in RUNBOOK.read_text().splitlines()
+        if line.startswith("## ")
+    }
+    for name, rule in alerts().items():
+        url = rule["annotations"].get("runbook_url", "")
+        path, _, anchor = url.partition("#")
+        assert (REPO / path).resolve() == RUNBOOK.resolve(), f"{name}: runbook_url {url!r}"
+        assert anchor in sections, f"{name}: no section #{anchor} in {RUNBOOK.name}"
+    assert sections == {name.lower() for name in alerts()}, "a runbook section without its alert"

@@ -6,7 +6,7 @@ metric names the dashboards may use.
         ...  # each `expr` is a valid instant query against a plain Prometheus
 
 Panels whose queries can legitimately return no series carry a description line starting with
-`May be empty:` and the reason (written by deploy/grafana/generate_dashboards.py);
+`May be empty:` and the reason (written by deploy/monitoring/dashboards.py);
 `panel_queries()` reports it as `PanelQuery.may_be_empty`, and
 `dashboard_queries(..., include_may_be_empty=False)` leaves those panels out.
 """
