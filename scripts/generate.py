@@ -119,7 +119,7 @@ def chart_readme(text: str) -> str:
                 f"| `{key}.{v.name}` | string | `{json.dumps(v.default)}` | {v.help} |")
     # each group goes after the row that precedes it in the table
     anchors = {"config": "| `secret.values` |",
-               **{a: f"| `agents.{a}.terminationGracePeriodSeconds` |" for a in AGENTS}}
+               **{a: f"| `agents.{a}.image.repository` |" for a in AGENTS}}
     out = []
     for ln in keep:
         out.append(ln)

@@ -258,8 +258,7 @@ def test_secrets_and_chart_set_values() -> None:
     v = values()
     assert set(v["secret"]["keys"]) == set(v["secret"]["values"]) == SECRETS
     assert not any(v["secret"]["values"].values()), "no secret values in the defaults"
-    for service in SERVICES:
-        assert v["agents"][service]["drainTimeoutSeconds"] == int(default("DRAIN_TIMEOUT_SECONDS"))
+    assert v["agentDefaults"]["drainTimeoutSeconds"] == int(default("DRAIN_TIMEOUT_SECONDS"))
     assert v["ports"] == {"health": int(default("HEALTH_PORT")),
                           "metrics": int(default("METRICS_PORT"))}
 
@@ -485,7 +484,7 @@ def test_checkov_rendered_manifests(checkov: Path, render, tmp_path: Path) -> No
 
 # Values documented as one object in the README rather than key by key.
 _DOCUMENTED_WHOLE = re.compile(r"(podSecurityContext|securityContext|secret\.keys|secret\.values"
-                               r"|probes\.\w+|agents\.\w+\.resources)")
+                               r"|probes\.\w+|agentDefaults\.resources)")
 
 
 def _leaves(node: Any, prefix: str = "") -> list[str]:
