@@ -23,8 +23,9 @@ bench: setup  ## the full benchmark suite (minutes); prints a table, writes benc
 bench-quick: setup
 	$(PY) -m bench --quick
 
-generate:  ## write every copy of the settings (.env.example, README tables, chart values and schema)
+generate: setup  ## write every copy of the settings (.env.example, README, chart values, schema), then the chart README's values table (helm-docs)
 	$(PY) -m scripts.generate
+	bash scripts/chart-readme.sh helm/voice-agents
 
 stack:  ## the compose stack with local stand-in images and the provider fakes (see README)
 	bash scripts/docker-stack.sh up

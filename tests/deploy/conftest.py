@@ -55,6 +55,16 @@ def kubeconform() -> Path:
 
 
 @pytest.fixture(scope="session")
+def helm_docs() -> Path:
+    return find_tool("helm-docs")
+
+
+@pytest.fixture(scope="session")
+def helm_unittest() -> Path:
+    return find_tool("helm-unittest")
+
+
+@pytest.fixture(scope="session")
 def hadolint() -> Path:
     return find_tool("hadolint")
 
