@@ -141,7 +141,7 @@ def render(helm: Path) -> Callable[..., Rendered]:
     return _render
 
 
-ALL_ON_VALUES = ("--values", str(ROOT / "tests" / "deploy" / "values-all-on.yaml"))
+ALL_ON_VALUES = ("--values", str(CHART / "ci" / "all-on-values.yaml"))
 ALL_ON = (*ALL_ON_VALUES, "--api-versions", PROMETHEUS_OPERATOR_API)
 
 
