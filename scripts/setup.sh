@@ -95,11 +95,12 @@ go_tool helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs/cmd/helm-do
 # kubeconform schemas of the Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule), converted
 # from the CRDs the operator publishes in its module source.
 CRD_SCHEMAS=$CACHE/crd-schemas
-if ! stamp_ok "$CRD_SCHEMAS/.version" "$PROMETHEUS_OPERATOR_VERSION"; then
+crd_stamp="$PROMETHEUS_OPERATOR_VERSION $(sha256sum scripts/crd_schemas.py | cut -c1-16)"
+if ! stamp_ok "$CRD_SCHEMAS/.version" "$crd_stamp"; then
   src=$(go_module_dir github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION")
   mkdir -p "$CRD_SCHEMAS"
   .venv/bin/python -m scripts.crd_schemas "$CRD_SCHEMAS" \
     "$src"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml \
     || die "converting the Prometheus Operator $PROMETHEUS_OPERATOR_VERSION CRDs failed"
-  echo "$PROMETHEUS_OPERATOR_VERSION" > "$CRD_SCHEMAS/.version"
+  echo "$crd_stamp" > "$CRD_SCHEMAS/.version"
 fi

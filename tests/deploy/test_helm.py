@@ -163,6 +163,9 @@ def test_supported_versions_documented() -> None:
     ("agents.interrupter.autoscaling.scaleDownStabilizationWindowSeconds=7200",
      "'/agents/interrupter/autoscaling/scaleDownStabilizationWindowSeconds': maximum"),
     ("ports.health=0", "'/ports/health': minimum"),
+    ("agentDefaults.replicaCount=-1", "'/agentDefaults/replicaCount': minimum"),
+    ("agentDefaults.env.LOG_LEVEL=DEBUG", "'/agentDefaults/env'"),
+    ("agentDefaults.image.repository=", "'/agentDefaults/image/repository': minLength"),
 ])
 def test_schema_rejects_bad_values(render, setting: str, message: str) -> None:
     error = fails_with(render, "--set", setting)
