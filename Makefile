@@ -23,9 +23,10 @@ bench: setup  ## the full benchmark suite (minutes); prints a table, writes benc
 bench-quick: setup
 	$(PY) -m bench --quick
 
-generate:  ## write every generated file: settings copies, monitoring rules and dashboards
+generate: setup  ## write every generated file: settings copies, monitoring rules and dashboards, the chart README (helm-docs)
 	$(PY) -m scripts.generate
 	$(PY) -m deploy.monitoring
+	bash scripts/chart-readme.sh helm/voice-agents
 
 stack:  ## the compose stack with local stand-in images and the provider fakes (see README)
 	bash scripts/docker-stack.sh up

@@ -12,6 +12,10 @@ UV_VERSION=0.13.8
 LIVEKIT_SERVER_VERSION=v1.13.5  # newest v1.13 whose dependencies the module proxy serves
 HELM_VERSION=v3.22.0
 KUBECONFORM_VERSION=v0.8.0
+HELM_DOCS_VERSION=v1.14.2
+HELM_UNITTEST_VERSION=v1.1.2
+# the newest release whose source the module proxy serves; its CRDs give kubeconform's schemas
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
 
 die() { echo "setup: $*" >&2; exit 1; }
 stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
@@ -62,17 +66,41 @@ go_tool() { # name version module-path
   mv "$tmp"/* "$BIN/$name"; rmdir "$tmp"
   echo "$version" > "$BIN/.$name.version"
 }
-# livekit-server's go.mod has replace directives, so `go install pkg@version` refuses it:
-# fetch the module source through the module proxy and build it in place.
-if ! { stamp_ok "$BIN/.livekit-server.version" "$LIVEKIT_SERVER_VERSION" && [ -x "$BIN/livekit-server" ]; }; then
-  command -v go >/dev/null || die "go (>= 1.26) is required to build livekit-server $LIVEKIT_SERVER_VERSION"
-  echo "setup: building livekit-server $LIVEKIT_SERVER_VERSION (first run only, a few minutes)" >&2
-  src=$(go mod download -json "github.com/livekit/livekit-server@$LIVEKIT_SERVER_VERSION" \
-        | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  [ -d "$src" ] || die "could not download livekit-server $LIVEKIT_SERVER_VERSION source"
-  (cd "$src" && go build -o "$BIN/livekit-server" ./cmd/server) >&2 \
-    || die "building livekit-server $LIVEKIT_SERVER_VERSION failed"
-  echo "$LIVEKIT_SERVER_VERSION" > "$BIN/.livekit-server.version"
-fi
+# The source directory of a module at a version, through the module proxy.
+go_module_dir() { # module version
+  command -v go >/dev/null || die "go (>= 1.26) is required to fetch $1 $2"
+  local dir
+  dir=$(go mod download -json "$1@$2" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$dir" ] || die "could not download $1 $2 through the Go module proxy"
+  echo "$dir"
+}
+# Modules whose go.mod has replace directives, which `go install pkg@version` refuses: built in
+# their own downloaded source.
+go_build_in_module() { # name version module package
+  local name=$1 version=$2 module=$3 pkg=$4
+  if stamp_ok "$BIN/.$name.version" "$version" && [ -x "$BIN/$name" ]; then return; fi
+  echo "setup: building $name $version (first run only, a few minutes)" >&2
+  local src; src=$(go_module_dir "$module" "$version")
+  (cd "$src" && go build -o "$BIN/$name" "$pkg") >&2 || die "building $name $version failed"
+  echo "$version" > "$BIN/.$name.version"
+}
+go_build_in_module livekit-server "$LIVEKIT_SERVER_VERSION" github.com/livekit/livekit-server ./cmd/server
+# helm-unittest is a helm plugin; the tests run its binary directly (no plugin install needed).
+go_build_in_module helm-unittest "$HELM_UNITTEST_VERSION" github.com/helm-unittest/helm-unittest \
+  ./cmd/helm-unittest
 go_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 go_tool kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
+go_tool helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs/cmd/helm-docs
+
+# kubeconform schemas of the Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule), converted
+# from the CRDs the operator publishes in its module source.
+CRD_SCHEMAS=$CACHE/crd-schemas
+crd_stamp="$PROMETHEUS_OPERATOR_VERSION $(sha256sum scripts/crd_schemas.py | cut -c1-16)"
+if ! stamp_ok "$CRD_SCHEMAS/.version" "$crd_stamp"; then
+  src=$(go_module_dir github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION")
+  mkdir -p "$CRD_SCHEMAS"
+  .venv/bin/python -m scripts.crd_schemas "$CRD_SCHEMAS" \
+    "$src"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml \
+    || die "converting the Prometheus Operator $PROMETHEUS_OPERATOR_VERSION CRDs failed"
+  echo "$crd_stamp" > "$CRD_SCHEMAS/.version"
+fi

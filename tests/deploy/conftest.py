@@ -1,8 +1,9 @@
 """Shared fixtures of the deployment checks: where the pinned tools are, helm rendering, offline
 Kubernetes schemas for kubeconform, and small parsers for the Dockerfile.
 
-The tools are installed by `scripts/setup.sh` under .cache/ (helm and kubeconform in .cache/bin,
-hadolint, checkov, check-jsonschema and the Kubernetes schemas in the .cache/tools venv). A missing
+The tools are installed by `scripts/setup.sh` under .cache/ (helm, helm-unittest, helm-docs and
+kubeconform in .cache/bin, the Prometheus Operator's CRD schemas in .cache/crd-schemas, hadolint,
+checkov, check-jsonschema and the Kubernetes schemas in the .cache/tools venv). A missing
 tool fails the test that needs it, with the command that installs it: nothing is skipped.
 """
 
@@ -51,6 +52,16 @@ def helm() -> Path:
 @pytest.fixture(scope="session")
 def kubeconform() -> Path:
     return find_tool("kubeconform")
+
+
+@pytest.fixture(scope="session")
+def helm_docs() -> Path:
+    return find_tool("helm-docs")
+
+
+@pytest.fixture(scope="session")
+def helm_unittest() -> Path:
+    return find_tool("helm-unittest")
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +141,7 @@ def render(helm: Path) -> Callable[..., Rendered]:
     return _render
 
 
-ALL_ON_VALUES = ("--values", str(ROOT / "tests" / "deploy" / "values-all-on.yaml"))
+ALL_ON_VALUES = ("--values", str(CHART / "ci" / "all-on-values.yaml"))
 ALL_ON = (*ALL_ON_VALUES, "--api-versions", PROMETHEUS_OPERATOR_API)
 
 
@@ -171,120 +182,14 @@ def k8s_schema_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-# The Prometheus Operator's CRDs are not in the Kubernetes schemas. These small schemas (written
-# for these tests, covering the fields this chart uses and rejecting unknown ones) stand in.
-_LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
-_DURATION = {"type": "string", "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
-                                          "(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
-_METADATA = {
-    "type": "object",
-    "required": ["name"],
-    "properties": {"name": {"type": "string", "minLength": 1}, "namespace": {"type": "string"},
-                   "labels": _LABELS, "annotations": _LABELS},
-}
-_SELECTOR = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {"matchLabels": _LABELS, "matchExpressions": {"type": "array"}},
-}
-CRD_SCHEMAS: dict[str, dict[str, Any]] = {
-    "servicemonitor-monitoring-v1.json": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["apiVersion", "kind", "metadata", "spec"],
-        "properties": {
-            "apiVersion": {"const": PROMETHEUS_OPERATOR_API},
-            "kind": {"const": "ServiceMonitor"},
-            "metadata": _METADATA,
-            "spec": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["selector", "endpoints"],
-                "properties": {
-                    "selector": _SELECTOR,
-                    "namespaceSelector": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {"any": {"type": "boolean"},
-                                       "matchNames": {"type": "array",
-                                                      "items": {"type": "string"}}},
-                    },
-                    "jobLabel": {"type": "string"},
-                    "endpoints": {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {
-                                "port": {"type": "string"},
-                                "path": {"type": "string"},
-                                "scheme": {"enum": ["http", "https"]},
-                                "interval": _DURATION,
-                                "scrapeTimeout": _DURATION,
-                                "honorLabels": {"type": "boolean"},
-                                "relabelings": {"type": "array"},
-                                "metricRelabelings": {"type": "array"},
-                            },
-                        },
-                    },
-                },
-            },
-        },
-    },
-    "prometheusrule-monitoring-v1.json": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["apiVersion", "kind", "metadata", "spec"],
-        "properties": {
-            "apiVersion": {"const": PROMETHEUS_OPERATOR_API},
-            "kind": {"const": "PrometheusRule"},
-            "metadata": _METADATA,
-            "spec": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["groups"],
-                "properties": {"groups": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["name", "rules"],
-                        "properties": {
-                            "name": {"type": "string", "minLength": 1},
-                            "interval": _DURATION,
-                            "query_offset": _DURATION,
-                            "limit": {"type": "integer"},
-                            "labels": _LABELS,
-                            "rules": {"type": "array", "items": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["expr"],
-                                "oneOf": [{"required": ["record"]}, {"required": ["alert"]}],
-                                "properties": {
-                                    "record": {"type": "string", "minLength": 1},
-                                    "alert": {"type": "string", "minLength": 1},
-                                    "expr": {"type": ["string", "integer"], "minLength": 1},
-                                    "for": _DURATION,
-                                    "keep_firing_for": _DURATION,
-                                    "labels": _LABELS,
-                                    "annotations": _LABELS,
-                                },
-                            }},
-                        },
-                    },
-                }},
-            },
-        },
-    },
-}
-
-
 @pytest.fixture(scope="session")
-def crd_schema_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("crd-schemas")
-    for name, schema in CRD_SCHEMAS.items():
-        (out / name).write_text(json.dumps(schema))
+def crd_schema_dir() -> Path:
+    """Schemas of the Prometheus Operator's CRDs, which the Kubernetes schemas lack: converted by
+    scripts/crd_schemas.py from the CRDs of the release pinned in scripts/setup.sh."""
+    out = ROOT / ".cache" / "crd-schemas"
+    for kind in ("servicemonitor", "prometheusrule"):
+        if not (out / f"{kind}-monitoring-v1.json").is_file():
+            pytest.fail(f"no {kind} schema in {out}: {SETUP_HINT}", pytrace=False)
     return out
 
 

@@ -4,6 +4,36 @@ agent add app.kubernetes.io/component=<agent>. Helpers that concern one agent ta
 (dict "root" $ "name" <agent name> "agent" <the agent's values>).
 */}}
 
+{{/*
+The enabled and disabled agents, each its agents.<name> block merged over agentDefaults, written
+into the dict .out (name -> values): (dict "root" $ "out" $agents). Templates range over that
+dict, never over .Values.agents.
+*/}}
+{{- define "voice-agents.agents" -}}
+{{- range $name, $own := .root.Values.agents }}
+{{- $agent := deepCopy ($.root.Values.agentDefaults | default dict) }}
+{{- include "voice-agents.mergeInto" (dict "dst" $agent "src" ($own | default dict)) }}
+{{- $_ := set $.out $name $agent }}
+{{- end }}
+{{- end }}
+
+{{/*
+Deep merge of .src into .dst, in place: maps merge, anything else replaces, and null removes the
+key, so `--set agents.x.resources.requests=null` still drops a default (sprig's merge keeps it).
+*/}}
+{{- define "voice-agents.mergeInto" -}}
+{{- $dst := .dst }}
+{{- range $key, $value := .src }}
+{{- if kindIs "invalid" $value }}
+{{- $_ := unset $dst $key }}
+{{- else if and (kindIs "map" $value) (kindIs "map" (get $dst $key)) }}
+{{- include "voice-agents.mergeInto" (dict "dst" (get $dst $key) "src" $value) }}
+{{- else }}
+{{- $_ := set $dst $key $value }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "voice-agents.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
