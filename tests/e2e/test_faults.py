@@ -175,6 +175,16 @@ def assert_log_clean(worker: Worker, said: list[str]) -> None:
     assert debug_hits, f"no transcript found even at DEBUG in {worker.log_path}: search broken?"
 
 
+def assert_every_attempt_failed_then_recovered(o: Outcome, failed: str, worker: Worker,
+                                               said: list[str]) -> None:
+    """The fault hit every attempt, each counted; the next question was answered in time; the
+    log stayed clean."""
+    assert o.served == ATTEMPTS
+    assert o.errors == ATTEMPTS, f"{ATTEMPTS} {failed}, {o.errors:g} counted"
+    assert 0 < o.answer_s < 6.0, f"slow answer to the next question: {o.timeline}"
+    assert_log_clean(worker, said)
+
+
 def _report(name: str, o: Outcome) -> None:
     report(f"fault {name}: served {o.served}, provider errors +{o.errors:g}, fault turn "
            f"{o.fallback}, next answer after {o.answer_s:.2f}s; agent audio {o.timeline}")
@@ -225,14 +235,12 @@ async def test_llm_error_status(
                                      retry_after=1, count=ATTEMPTS),
             fault_q=fault_q, next_q=next_q)
     _report(f"llm {status}", o)
-    assert o.fault_turn, f"the caller was left in silence (no fallback line): {o.timeline}"
-    assert o.served == ATTEMPTS
-    assert o.errors == ATTEMPTS, f"{ATTEMPTS} failed LLM requests, {o.errors:g} counted"
     times = [r["time"] for r in fakes.openai.state()["requests"] if r["endpoint"] == "chat"]
     report(f"fault llm {status}: the retry came {times[1] - times[0]:.2f}s after the first "
            f"attempt (the fake sent Retry-After: 1)")
-    assert 0 < o.answer_s < 6.0, f"slow answer to the next question: {o.timeline}"
-    assert_log_clean(fault_worker, fault_q + next_q)
+    assert o.fault_turn, f"the caller was left in silence (no fallback line): {o.timeline}"
+    assert_every_attempt_failed_then_recovered(o, "failed LLM requests", fault_worker,
+                                               fault_q + next_q)
 
 
 @pytest.mark.slow
@@ -251,10 +259,8 @@ async def test_llm_hangs_past_its_timeout(
             fault_q=fault_q, next_q=next_q, settle_s=3.0 + ATTEMPTS * TIMEOUT_S)
     _report("llm hang", o)
     assert o.fault_turn, f"the caller was left in silence (no fallback line): {o.timeline}"
-    assert o.served == ATTEMPTS
-    assert o.errors == ATTEMPTS, f"{ATTEMPTS} timed-out LLM requests, {o.errors:g} counted"
-    assert 0 < o.answer_s < 6.0, f"slow answer to the next question: {o.timeline}"
-    assert_log_clean(fault_worker, fault_q + next_q)
+    assert_every_attempt_failed_then_recovered(o, "timed-out LLM requests", fault_worker,
+                                               fault_q + next_q)
 
 
 @pytest.mark.slow
@@ -275,10 +281,8 @@ async def test_tts_error(
     # the reply the user never heard is not in the history as if it had been said
     history = o.chats[-1]["messages"]
     assert not any(m["role"] == "assistant" for m in history), history
-    assert o.served == ATTEMPTS
-    assert o.errors == ATTEMPTS, f"{ATTEMPTS} failed TTS requests, {o.errors:g} counted"
-    assert 0 < o.answer_s < 6.0, f"slow answer to the next question: {o.timeline}"
-    assert_log_clean(fault_worker, fault_q + next_q)
+    assert_every_attempt_failed_then_recovered(o, "failed TTS requests", fault_worker,
+                                               fault_q + next_q)
 
 
 OUTAGE = [
