@@ -75,8 +75,9 @@ MONOLOGUE = [
     "We still need a few more volunteers and a lot more patience.",
     "If you know anyone who likes digging, please send them our way.",
 ]
-# Agent audio a caller may hear while still talking: a reply the framework started in a pause, cut
-# short by the caller's voice (VAD interruption: 0.5 s of speech, plus the audio already in flight).
+# Agent audio a caller may hear at a stretch while still talking: a reply the framework started in
+# a pause, cut short by the caller's voice (VAD interruption: 0.5 s of speech, plus the audio
+# already in flight).
 MAX_EARLY_AUDIO_S = 3.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -276,9 +277,9 @@ async def test_concurrent_minute_long_calls_on_one_worker(
             await asyncio.gather(*(p.agent_audio.wait_for_quiet(1.0, timeout=30) for p in users))
             timelines = [p.agent_audio.describe(since=s.start)
                          for p, s in zip(users, talk, strict=True)]
-            # seconds of agent audio heard while each caller was still talking
-            early = [round(sum((g.end or s.end) - g.start for g in p.agent_audio.segments
-                               if g.start < s.end), 2)
+            # each stretch of agent audio heard while its caller was still talking (s)
+            early = [[round((g.end or s.end) - g.start, 2) for g in p.agent_audio.segments
+                      if g.start < s.end]
                      for p, s in zip(users, talk, strict=True)]
             # the longest the caller's own audio stalled: the agent hears that as silence
             starved = [round(p.mic.starved_between(s.t0, s.end), 2) if p.mic else None
@@ -379,7 +380,7 @@ async def test_concurrent_minute_long_calls_on_one_worker(
                   for k in ("preempted", "barge_in"))
     report(f"load: agent audio while callers talked (s): {early}; replies talked over and "
            f"stopped: {stopped:g}")
-    assert max(early) <= MAX_EARLY_AUDIO_S, (
+    assert max(sum(early, [0.0])) <= MAX_EARLY_AUDIO_S, (
         f"the agent talked over a caller: {early}; {timelines}; longest stall of each caller's "
         f"own audio (s): {starved}")
     assert stopped >= sum(1 for x in early if x), (early, stopped)
