@@ -88,18 +88,22 @@ def web_url(page_built: None, lk_server: LiveKitServer, e2e_dir: Path) -> Iterat
         yield url
 
 
-@pytest.fixture(scope="module")
-def monologue_wav(e2e_dir: Path) -> tuple[Path, Any]:
+def monologue_wav(path: Path) -> tuple[Path, Any]:
     """The fake microphone: silence, the monologue, then silence (Chromium loops the file; the
-    silence keeps the monologue from coming round again during a test)."""
+    silence keeps the monologue from coming round again during a test). The utterance is what
+    the STT fake must know."""
     utt = speech(MONOLOGUE, lead_s=LEAD_S, tail_s=60.0)
-    path = e2e_dir / "monologue.wav"
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(utt.sample_rate)
         w.writeframes(utt.pcm.astype("<i2").tobytes())
     return path, utt
+
+
+@pytest.fixture(scope="module")
+def microphone(e2e_dir: Path) -> tuple[Path, Any]:
+    return monologue_wav(e2e_dir / "monologue.wav")
 
 
 def browse(url: str, agent: str, until: str, *, wav: Path | None = None,
@@ -137,17 +141,9 @@ def test_endpoint_refuses_bad_input(web_url: str) -> None:
     assert again["participantName"] != details["participantName"]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(180)
-def test_interrupter_cut_in_in_the_browser(
-    web_url: str, fakes: Fakes, interrupter: Worker, monologue_wav: tuple[Path, Any],
-    e2e_dir: Path,
-) -> None:
-    wav, utt = monologue_wav
-    fakes.deepgram("know", utterances=[utt.script()])
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    seen = browse(web_url, "interrupter", "cut_in", wav=wav, timeout_s=90, settleMs=2500,
-                  screenshot=str(SCREENSHOT), log=e2e_dir / "browser-interrupter.json")
+def check_cut_in(seen: dict[str, Any]) -> str:
+    """The page showed the user's transcript, the count reaching the limit, the cut-in marker
+    and agent audio with it; returns the figures as a line."""
     events = seen["events"]
     kinds = [e["kind"] for e in events]
     assert "connected" in kinds and "agent_joined" in kinds, kinds
@@ -165,26 +161,44 @@ def test_interrupter_cut_in_in_the_browser(
     audio = [e["t"] for e in events if e["kind"] == "agent_audio_start"]
     assert any(t >= cut["t"] - 2000 for t in audio), (cut, audio)
     joined = next(e["t"] for e in events if e["kind"] == "agent_joined")
-    report(f"browser/interrupter: page load -> agent joined {joined / 1000:.2f}s, -> cut-in "
-           f"marker {cut['t'] / 1000:.2f}s, -> first agent audio "
-           f"{seen['firstAgentAudioMs'] / 1000:.2f}s; screenshot {SCREENSHOT.relative_to(REPO)}")
+    return (f"page load -> agent joined {joined / 1000:.2f}s, -> cut-in marker "
+            f"{cut['t'] / 1000:.2f}s, -> first agent audio {seen['firstAgentAudioMs'] / 1000:.2f}s")
+
+
+def check_greeting(seen: dict[str, Any]) -> str:
+    """The agent joined and its greeting played in the page; returns the figures as a line."""
+    kinds = [e["kind"] for e in seen["events"]]
+    assert "agent_joined" in kinds and "agent_audio_start" in kinds, kinds
+    assert any(e["kind"] == "agent_state" and e["state"] == "speaking" for e in seen["events"])
+    return (f"page load -> first agent audio (greeting) {seen['firstAgentAudioMs'] / 1000:.2f}s"
+            f"; speech over protected speech counted: {seen['suppressed']}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_interrupter_cut_in_in_the_browser(
+    web_url: str, fakes: Fakes, interrupter: Worker, microphone: tuple[Path, Any],
+    e2e_dir: Path,
+) -> None:
+    wav, utt = microphone
+    fakes.deepgram("know", utterances=[utt.script()])
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    seen = browse(web_url, "interrupter", "cut_in", wav=wav, timeout_s=90, settleMs=2500,
+                  screenshot=str(SCREENSHOT), log=e2e_dir / "browser-interrupter.json")
+    report(f"browser/interrupter: {check_cut_in(seen)}; screenshot "
+           f"{SCREENSHOT.relative_to(REPO)}")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_uninterruptable_greeting_plays_in_the_browser(
-    web_url: str, fakes: Fakes, uninterruptable: Worker, monologue_wav: tuple[Path, Any]
+    web_url: str, fakes: Fakes, uninterruptable: Worker, microphone: tuple[Path, Any]
 ) -> None:
-    wav, utt = monologue_wav
+    wav, utt = microphone
     fakes.deepgram("know", utterances=[utt.script()])
     seen = browse(web_url, "uninterruptable", "agent_audio", wav=wav, timeout_s=45,
                   settleMs=3000)
-    kinds = [e["kind"] for e in seen["events"]]
-    assert "agent_joined" in kinds and "agent_audio_start" in kinds, kinds
-    assert any(e["kind"] == "agent_state" and e["state"] == "speaking" for e in seen["events"])
-    report(f"browser/uninterruptable: page load -> first agent audio (greeting) "
-           f"{seen['firstAgentAudioMs'] / 1000:.2f}s; speech over protected speech counted: "
-           f"{seen['suppressed']}")
+    report(f"browser/uninterruptable: {check_greeting(seen)}")
 
 
 @pytest.mark.timeout(120)
