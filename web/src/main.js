@@ -27,38 +27,44 @@ function say(text, isError = false) {
   if (isError) note('error', { text });
 }
 
-// --- transcripts: one line per segment; a new stream of a segment replaces its text ----------
+// --- transcripts: a bubble per speaker's run of segments; a new stream of a segment replaces
+// its text (user transcripts: each interim is a new stream; agent text: deltas in one stream)
 
-function line(id, who, cls) {
-  let li = document.getElementById(`seg-${id}`);
-  if (!li) {
+function segment(id, mine) {
+  let span = document.getElementById(`seg-${id}`);
+  if (span) return span;
+  const cls = mine ? 'user' : 'agent';
+  let li = $('transcript').lastElementChild;
+  if (!li || !li.classList.contains(cls)) {
     li = document.createElement('li');
-    li.id = `seg-${id}`;
     li.className = cls;
-    li.innerHTML = '<span class="who"></span><span class="text"></span>';
-    li.querySelector('.who').textContent = who;
+    const who = document.createElement('span');
+    who.className = 'who';
+    who.textContent = mine ? 'You' : 'Agent';
+    li.append(who);
     $('transcript').append(li);
   }
-  return li;
+  span = document.createElement('span');
+  span.id = `seg-${id}`;
+  li.append(span, ' ');
+  return span;
 }
 
 async function onTranscription(reader, participantInfo) {
   const attrs = reader.info.attributes ?? {};
   const mine = participantInfo.identity === room?.localParticipant.identity;
-  const li = line(attrs['lk.segment_id'] ?? reader.info.id, mine ? 'You' : 'Agent',
-    mine ? 'user' : 'agent');
-  li.classList.toggle('interim', attrs['lk.transcription_final'] !== 'true');
+  const span = segment(attrs['lk.segment_id'] ?? reader.info.id, mine);
+  span.className = attrs['lk.transcription_final'] === 'true' ? '' : 'interim';
   let text = '';
   try {
     for await (const chunk of reader) {
       text += chunk;
-      li.querySelector('.text').textContent = text;
+      span.textContent = text;
     }
   } catch {
     return; // the room closed mid-stream: keep what arrived
   }
-  if (attrs['lk.transcription_final'] === 'true') li.classList.remove('interim');
-  li.scrollIntoView({ block: 'nearest' });
+  span.scrollIntoView({ block: 'nearest' });
 }
 
 // --- what the agent publishes ----------------------------------------------------------------
