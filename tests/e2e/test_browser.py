@@ -211,3 +211,14 @@ def test_page_explains_what_went_wrong(web_url: str, lk_server: LiveKitServer,
     with web_service(f"ws://127.0.0.1:{free_port()}", e2e_dir / "web-dead-lk.log") as dead:
         seen = browse(dead, "interrupter", "error", timeout_s=40)
     assert "Cannot reach the LiveKit server" in seen["message"], seen["message"]
+
+
+@pytest.mark.timeout(120)
+def test_page_says_when_no_agent_joins(start_lk_server: Any, e2e_dir: Path,
+                                       microphone: tuple[Path, Any], page_built: None) -> None:
+    # a livekit-server of its own, where no worker is registered: the dispatch goes nowhere
+    server = start_lk_server()
+    with web_service(server.ws_url, e2e_dir / "web-no-worker.log") as url:
+        seen = browse(url, "interrupter", "error", wav=microphone[0], timeout_s=45)
+    assert "connected" in [e["kind"] for e in seen["events"]]
+    assert "interrupter did not join within 20 s" in seen["message"], seen["message"]
