@@ -43,6 +43,8 @@ CHROMIUM = os.environ.get("CHROMIUM_BIN") or shutil.which("chromium") or "/usr/b
 # Chromium plays the file from when the page opens the microphone, before the agent has joined
 # and listens: the monologue starts after this lead-in.
 LEAD_S = 3.0
+# The README's screenshot: every run takes one (in the work dir); UPDATE_SCREENSHOT=1 puts it
+# in docs/ as well (a test run leaves the checkout as it was otherwise).
 SCREENSHOT = REPO / "docs" / "web-cut-in.png"
 MONOLOGUE = [
     "I want to tell you about my weekend trip to the mountains.",
@@ -147,11 +149,13 @@ def check_cut_in(seen: dict[str, Any]) -> str:
     events = seen["events"]
     kinds = [e["kind"] for e in events]
     assert "connected" in kinds and "agent_joined" in kinds, kinds
-    # the user's transcript as the page shows it (the fake STT may miss the first sentence:
-    # Chromium's gain control is still settling and the fake matches audio levels)
-    heard = " ".join(li["text"].removeprefix("You") for li in seen["transcript"]
-                     if li["cls"].startswith("user"))
-    assert "the sky was perfectly clear" in " ".join(heard.split()), seen["transcript"]
+    # the user's transcript as the page shows it: words of the monologue, enough of them to
+    # count to the limit. (Not all of them: the fake STT, which matches audio levels, may miss
+    # the first sentence while Chromium's gain control settles, or a stretch on a busy machine.)
+    heard = [w.strip(".,").lower() for li in seen["transcript"] if li["cls"].startswith("user")
+             for w in li["text"].removeprefix("You").split()]
+    spoken = {w.strip(".,").lower() for w in " ".join(MONOLOGUE).split()}
+    assert len(heard) >= 10 and set(heard) <= spoken, seen["transcript"]
     cut = next(e for e in events if e["kind"] == "cut_in")
     assert cut["by"] == "sentences"
     limit = int(seen["maxSentences"])
@@ -182,11 +186,12 @@ def test_interrupter_cut_in_in_the_browser(
 ) -> None:
     wav, utt = microphone
     fakes.deepgram("know", utterances=[utt.script()])
-    SCREENSHOT.parent.mkdir(exist_ok=True)
+    shot = e2e_dir / SCREENSHOT.name
     seen = browse(web_url, "interrupter", "cut_in", wav=wav, timeout_s=90, settleMs=2500,
-                  screenshot=str(SCREENSHOT), log=e2e_dir / "browser-interrupter.json")
-    report(f"browser/interrupter: {check_cut_in(seen)}; screenshot "
-           f"{SCREENSHOT.relative_to(REPO)}")
+                  screenshot=str(shot), log=e2e_dir / "browser-interrupter.json")
+    report(f"browser/interrupter: {check_cut_in(seen)}; screenshot {shot}")
+    if os.environ.get("UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(shot, SCREENSHOT)
 
 
 @pytest.mark.slow
