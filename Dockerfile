@@ -1,9 +1,11 @@
-# One file, two images. Build an agent with its target:
+# One file, three images. Build an agent, or the web client, with its target:
 #   docker build --target interrupter     -t voice-agents-interrupter .
 #   docker build --target uninterruptable -t voice-agents-uninterruptable .
+#   docker build --target web             -t voice-agents-web .
 # Stages: `deps` installs the hashed lock into a venv (pip exists only there); `base` is the
 # shared runtime (non-root user, models fetched at build time, metrics dir, health check); the
-# two final stages only add their entry command and labels.
+# two agent stages only add their entry command and labels. `web-build` bundles the page from
+# its npm lock; `web` is the base runtime (aiohttp and livekit-api are in the lock) serving it.
 # Everything runs through services/entrypoint.sh, exactly as it does outside a container.
 
 # Both stages use the same pinned base image, written out (not an ARG) so that scanners and
@@ -93,3 +95,23 @@ LABEL org.opencontainers.image.title="voice-agents-uninterruptable" \
       org.opencontainers.image.description="LiveKit voice agent that finishes what it says even when the user talks over it"
 ENTRYPOINT ["/app/services/entrypoint.sh", "uninterruptable"]
 CMD ["start"]
+
+# --- web-build: the page, bundled from its npm lock at build time (no CDN at run time) ----------
+FROM node:20.20.2-bookworm-slim AS web-build
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+# --ignore-scripts: esbuild's install script only re-checks the platform binary npm installed
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY web/src/ ./src/
+RUN npm run build
+
+# --- web: the page and its token endpoint (services/web); see README, "Talk to the agents" ------
+FROM base AS web
+COPY --from=web-build --chown=root:root /web/dist/ /app/web/dist/
+LABEL org.opencontainers.image.title="voice-agents-web" \
+      org.opencontainers.image.description="Web client: talk to an agent from a browser and see what it heard"
+EXPOSE 8080
+# /healthz is 200 once the server answers and the page is in place
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import http.client as h, os; c = h.HTTPConnection('127.0.0.1', int(os.environ.get('WEB_PORT', '8080')), timeout=4); c.request('GET', '/healthz'); raise SystemExit(c.getresponse().status != 200)"]
+ENTRYPOINT ["python", "-m", "services.web"]

@@ -116,6 +116,7 @@ stop() {
 
 # The names to stand in for, read from the files that use them (so they cannot drift).
 python_tag() { sed -n 's/^FROM \([^ ]*\) AS deps$/\1/p' Dockerfile; }
+node_tag() { sed -n 's/^FROM \([^ ]*\) AS web-build$/\1/p' Dockerfile; }
 compose_image() { sed -n "s|^[[:space:]]*image: \\($1:[^[:space:]]*\\).*|\\1|p" docker-compose.yml | head -1; }
 
 image_inputs() { "$DOCKER" image inspect -f "{{index .Config.Labels \"$STANDIN_LABEL\"}}" "$1" 2>/dev/null || true; }
@@ -182,6 +183,19 @@ standins() {
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/python/ca-certificates.crt"
   build_standin "$py" "$STANDIN_DIR/python.Dockerfile" "$ctx/python" \
     "$(cat "$STANDIN_DIR/python.Dockerfile" "$ctx/python/ca-certificates.crt" <(echo "$rootfs") | eval "$hash_of")" \
+    --build-arg "ROOTFS=$rootfs"
+
+  # Node for the web page's build stage: the host's node and npm, trusting what the host trusts
+  local node; node=$(node_tag)
+  [ -n "$node" ] || die "no 'FROM <image> AS web-build' line in Dockerfile"
+  local node_bin; node_bin=$(command -v node) || die "no node: scripts/setup.sh needs it"
+  local npm_dir; npm_dir=$(dirname "$(dirname "$(realpath "$(command -v npm)")")")
+  mkdir -p "$ctx/node"
+  cp "$(realpath "$node_bin")" "$ctx/node/node" && cp -r "$npm_dir" "$ctx/node/npm"
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/node/ca-certificates.crt"
+  build_standin "$node" "$STANDIN_DIR/node.Dockerfile" "$ctx/node" \
+    "$(cat "$STANDIN_DIR/node.Dockerfile" "$ctx/node/node" "$ctx/node/ca-certificates.crt" \
+       "$npm_dir/package.json" <(echo "$rootfs") | eval "$hash_of")" \
     --build-arg "ROOTFS=$rootfs"
 
   # livekit-server: our pinned source build (scripts/setup.sh), version checked against compose

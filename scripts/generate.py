@@ -32,7 +32,8 @@ AGENTS = tuple(registry.AGENTS)
 # Set by the chart's templates from its own values (livekit.url, agents.<name>.agentName, ports,
 # agents.<name>.drainTimeoutSeconds); the secrets come from the chart's Secret.
 CHART_SETS = ("LIVEKIT_URL", "AGENT_NAME", "HEALTH_PORT", "METRICS_PORT", "DRAIN_TIMEOUT_SECONDS")
-# Read by docker-compose.yml only (interpolation) for livekit-server, not by the agents.
+# Read by docker-compose.yml only (interpolation) for livekit-server and the web client, not by
+# the agents.
 COMPOSE_ONLY = {
     "LIVEKIT_NODE_IP": (
         "The address livekit-server offers WebRTC media on (its rtc.node_ip). Empty: the "
@@ -40,6 +41,10 @@ COMPOSE_ONLY = {
         "browser on Docker Desktop or on another machine, set an address of the Docker host that "
         "both the browser and the agents' containers reach (e.g. its LAN address); not "
         "127.0.0.1, which each container takes for itself."
+    ),
+    "LIVEKIT_PUBLIC_URL": (
+        "Where the web client's page (http://localhost:8080) tells the browser to find LiveKit. "
+        "Empty: ws://localhost:7880, the port compose publishes."
     ),
 }
 # An example for a required variable without a default (`.env.example` must load as it is).
@@ -88,7 +93,7 @@ def env_example(_: str) -> str:
             out += _comment(v.help + notes)
             value = "" if v.secret else EXAMPLES.get(v.name, v.default or "")
             out += [f"{v.name}={_quoted(value)}", ""]
-    out += _section("docker compose only (livekit-server)")
+    out += _section("docker compose only (livekit-server, web client)")
     for name, help_ in COMPOSE_ONLY.items():
         out += [*_comment(help_), f"{name}=", ""]
     return "\n".join(out[:-1]) + "\n"

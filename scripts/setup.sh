@@ -43,9 +43,11 @@ if ! stamp_ok "$CACHE/tools/.lock-sum" "$tools_sum"; then
   echo "$tools_sum" > "$CACHE/tools/.lock-sum"
 fi
 
-# Debian packages: speech for the VAD, a real Prometheus (and promtool).
+# Debian packages: speech for the VAD, a real Prometheus (and promtool), Chromium for the web
+# page's browser tests (the release's package: its version is the one Debian ships).
 need_apt=()
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+command -v chromium >/dev/null || need_apt+=(chromium)
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -53,6 +55,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null \
     || die "apt-get install ${need_apt[*]} failed"
+fi
+
+# The web page's packages (livekit-client, esbuild, playwright-core) from its npm lock; the tests
+# build the page with them (`npm run build`), the image in its own build stage.
+command -v npm >/dev/null || die "node (>= 20) and npm are required for the web page (web/)"
+web_sum=$(cat web/package-lock.json | sha256sum | cut -d' ' -f1)
+if ! stamp_ok web/node_modules/.lock-sum "$web_sum"; then
+  (cd web && npm ci --no-audit --no-fund --loglevel=error) >&2 || die "npm ci in web/ failed"
+  echo "$web_sum" > web/node_modules/.lock-sum
 fi
 
 # Go tools at pinned releases.

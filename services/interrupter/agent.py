@@ -34,6 +34,7 @@ from livekit.agents import (
 )
 from livekit.agents.voice import SpeechHandle
 
+from services.common.attributes import AttributePublisher
 from services.common.session import AgentSpec, run_job
 from services.common.session_metrics import SessionMetrics
 
@@ -77,12 +78,25 @@ class InterrupterAgent(Agent):
         # how often the agent took the floor
         self.cut_in_times: list[float] = []
         self.monologues_ended = 0
+        # the budget's state for the room (README, "What the agents publish")
+        self._attributes = AttributePublisher()
 
     async def on_enter(self) -> None:
         self.session.on("user_input_transcribed", self._on_transcript)
         self.session.on("user_state_changed", self._on_user_state)
         self.session.on("agent_state_changed", self._on_agent_state)
         self.session.on("speech_created", self._on_speech_created)
+        self._attributes.update(**{
+            "interrupter.max_sentences": self._settings.interrupt_max_sentences or None,
+            "interrupter.max_words": self._settings.interrupt_max_words,
+            "interrupter.max_seconds": self._settings.interrupt_max_seconds,
+            "interrupter.cut_ins": 0,
+        })
+        self._publish_budget()
+
+    def _publish_budget(self) -> None:
+        self._attributes.update(**{"interrupter.sentences": self._budget.sentences,
+                                   "interrupter.words": self._budget.words})
 
     @property
     def cut_ins(self) -> int:
@@ -103,6 +117,7 @@ class InterrupterAgent(Agent):
         self.monologues_ended += 1
         self._budget.reset()
         self._committed_chars = 0
+        self._publish_budget()
 
     def _on_speech_created(self, ev: SpeechCreatedEvent) -> None:
         ev.speech_handle.add_done_callback(self._on_speech_done)
@@ -155,7 +170,9 @@ class InterrupterAgent(Agent):
         logger.debug("user transcript", extra={"final": ev.is_final, "text": ev.transcript})
         if self._in_overrun():
             return  # one cut-in at a time; the overrun is not counted towards a new one
-        if self._budget.feed(ev.transcript, ev.is_final):
+        tripped = self._budget.feed(ev.transcript, ev.is_final)
+        self._publish_budget()
+        if tripped:
             self._start_cut_in()
 
     def _on_user_state(self, ev: UserStateChangedEvent) -> None:
@@ -195,6 +212,8 @@ class InterrupterAgent(Agent):
                                          "words": self._budget.words})
         if self._metrics is not None:
             self._metrics.record_cut_in_started(limit_reached_at)
+        self._attributes.update(**{"interrupter.cut_ins": self.cut_ins,
+                                   "interrupter.cut_in_by": self._budget.tripped_by})
         self._overrun_active = True
         # the final that triggered us is appended to the user turn after this callback returns,
         # so the turn is cleared on the next loop iteration, not now

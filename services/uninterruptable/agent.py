@@ -17,9 +17,11 @@ from livekit.agents import (
     ConversationItemAddedEvent,
     JobContext,
     UserInputTranscribedEvent,
+    UserStateChangedEvent,
     llm,
 )
 
+from services.common.attributes import AttributePublisher
 from services.common.session import AgentSpec, run_job
 
 from .settings import Settings
@@ -47,8 +49,16 @@ class UninterruptableAgent(Agent):
         # finals the framework has not (yet) put into the history as a user turn
         self._unanswered: list[str] = []
         self._answer_later: asyncio.Task[None] | None = None
+        # times the user started speaking over protected speech, for the room (README, "What
+        # the agents publish"); the metric of the same name is counted in session_metrics.py
+        self._suppressed = 0
+        self._attributes = AttributePublisher()
 
     async def on_enter(self) -> None:
+        self.session.on("user_state_changed", self._on_user_state)
+        self._attributes.update(**{"uninterruptable.suppressed": 0,
+                                   "uninterruptable.user_audio": "keep" if self._keep
+                                   else "discard"})
         if self._keep:
             self.session.on("user_input_transcribed", self._on_transcript)
             self.session.on("conversation_item_added", self._on_item)
@@ -56,10 +66,18 @@ class UninterruptableAgent(Agent):
         self.session.generate_reply(user_input=self._greeting)
 
     async def on_exit(self) -> None:
+        self.session.off("user_state_changed", self._on_user_state)
         if self._keep:
             self.session.off("user_input_transcribed", self._on_transcript)
             self.session.off("conversation_item_added", self._on_item)
             self.session.off("agent_state_changed", self._on_agent_state)
+
+    def _on_user_state(self, ev: UserStateChangedEvent) -> None:
+        speech = self.session.current_speech
+        if (ev.new_state == "speaking" and speech is not None and not speech.done()
+                and not speech.allow_interruptions):
+            self._suppressed += 1
+            self._attributes.update(**{"uninterruptable.suppressed": self._suppressed})
 
     # `keep` mode: the framework drops a user turn that ends while speech cannot be interrupted
     # ("skipping reply to user input"), without even adding it to the history. We hold on to

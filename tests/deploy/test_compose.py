@@ -18,6 +18,7 @@ import yaml
 from dotenv import dotenv_values
 
 from services.common import config
+from services.web import settings as web_settings
 from tests.deploy.conftest import (
     ROOT,
     SERVICES,
@@ -85,8 +86,10 @@ def test_compose_spec_validation_is_not_vacuous(check_jsonschema: Path, tmp_path
 
 # --- .env.example (generated from config.VARIABLES: scripts/generate.py) -----------------------
 
-# Read by docker-compose.yml only (interpolation), for livekit-server: not agent settings.
-COMPOSE_ONLY = {"LIVEKIT_NODE_IP": "NODE_IP: ${LIVEKIT_NODE_IP:-}"}
+# Read by docker-compose.yml only (interpolation), for livekit-server and the web client: not
+# agent settings.
+COMPOSE_ONLY = {"LIVEKIT_NODE_IP": "NODE_IP: ${LIVEKIT_NODE_IP:-}",
+                "LIVEKIT_PUBLIC_URL": "LIVEKIT_PUBLIC_URL: ${LIVEKIT_PUBLIC_URL:-ws://localhost:7880}"}
 
 
 def resolved_agent_env(compose: dict[str, Any], service: str) -> dict[str, str]:
@@ -136,6 +139,26 @@ def test_agents_built_from_the_one_dockerfile(compose: dict[str, Any]) -> None:
         build = compose["services"][service]["build"]
         assert build == {"context": ".", "dockerfile": "Dockerfile", "target": service}
         assert service in targets
+
+
+def test_web_client_on_localhost_only_with_the_livekit_keys(compose: dict[str, Any]) -> None:
+    web = compose["services"]["web"]
+    assert web["build"] == {"context": ".", "dockerfile": "Dockerfile", "target": "web"}
+    assert "web" in {s.name for s in parse_dockerfile()}
+    # anyone who reaches the token endpoint gets into a room with an agent
+    assert web["ports"] == ["127.0.0.1:8080:8080"]
+    assert "env_file" not in web, "the web client needs no provider keys"
+    dotenv = {k: v or "" for k, v in dotenv_values(ENV_EXAMPLE).items()}
+    env = {k: interpolate(str(v), dotenv) for k, v in web["environment"].items()}
+    assert f"LIVEKIT_PUBLIC_URL: {web['environment']['LIVEKIT_PUBLIC_URL']}" == \
+        COMPOSE_ONLY["LIVEKIT_PUBLIC_URL"]
+    settings = web_settings.load(env)
+    assert settings.livekit_public_url == "ws://localhost:7880"
+    livekit = resolved_agent_env(compose, SERVICES[0])
+    assert (settings.livekit_api_key, settings.livekit_api_secret) == (
+        livekit["LIVEKIT_API_KEY"], livekit["LIVEKIT_API_SECRET"])
+    assert web["read_only"] is True and web["cap_drop"] == ["ALL"]
+    assert web["depends_on"] == {"livekit": {"condition": "service_healthy"}}
 
 
 def test_livekit_server_pinned_to_the_tested_release(compose: dict[str, Any]) -> None:

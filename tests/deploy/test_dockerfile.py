@@ -19,6 +19,7 @@ import pytest
 
 from services import registry
 from services.common import config
+from services.web import settings as web_settings
 from tests.deploy.conftest import (
     ROOT,
     SERVICES,
@@ -79,9 +80,30 @@ def test_checkov_dockerfile(checkov: Path) -> None:
 # --- structure ---------------------------------------------------------------------------------
 
 def test_stages_one_base_and_a_target_per_agent(stages: dict[str, Stage]) -> None:
-    assert list(stages) == ["deps", "base", *SERVICES]
+    assert list(stages) == ["deps", "base", *SERVICES, "web-build", "web"]
     for service in SERVICES:
         assert stages[service].base == "base", f"{service} must build on the shared base stage"
+
+
+def test_web_is_the_base_runtime_serving_the_bundle_built_from_the_lock(
+    stages: dict[str, Stage]
+) -> None:
+    build, web = stages["web-build"], stages["web"]
+    assert re.fullmatch(r"node:\d+\.\d+\.\d+-\w+-slim", build.base), f"pin a release: {build.base}"
+    runs = [i.value for i in build.all("RUN")]
+    assert runs[0].startswith("npm ci ") and runs[-1] == "npm run build"
+    assert [i.value for i in build.all("COPY")][0] == "web/package.json web/package-lock.json ./"
+    assert web.base == "base" and not web.all("USER") and not web.all("RUN")
+    (copy,) = web.all("COPY")
+    assert "--from=web-build" in copy.value and copy.value.endswith("/web/dist/ /app/web/dist/")
+    # where the image puts the bundle is where the service looks by default (/app = the repo)
+    assert str(ROOT / "web" / "dist") == web_settings.DEFAULT_STATIC_DIR
+    (entrypoint,) = web.all("ENTRYPOINT")
+    assert exec_form(entrypoint.value) == ["python", "-m", "services.web"]
+    (check,) = web.all("HEALTHCHECK")
+    port = str(web_settings.Settings.model_fields["web_port"].default)
+    assert "/healthz" in check.value and f"'WEB_PORT', '{port}'" in check.value
+    assert [i.value for i in web.all("EXPOSE")] == [port]
 
 
 def test_base_image_pinned_and_the_same_in_every_stage(stages: dict[str, Stage]) -> None:
@@ -233,9 +255,14 @@ def test_dockerignore_sends_only_what_the_build_copies() -> None:
     sent = {p for p in tracked if not _ignored(p, patterns)}
     assert "requirements.lock" in sent
     assert {p for p in tracked if p.startswith("services/") and p.endswith((".py", ".sh"))} <= sent
-    assert all(p == "requirements.lock" or p.startswith("services/") for p in sent), sent
+    web = {"web/package.json", "web/package-lock.json"} | {
+        p for p in tracked if p.startswith("web/src/")}
+    assert web <= sent
+    assert all(p == "requirements.lock" or p.startswith("services/") or p in web
+               for p in sent), sent
     for secretish in (".env", "services/.env", ".venv/bin/python", ".cache/bin/helm",
-                      ".git/config", "services/common/__pycache__/config.cpython-311.pyc"):
+                      ".git/config", "services/common/__pycache__/config.cpython-311.pyc",
+                      "web/node_modules/livekit-client/package.json", "web/dist/main.js"):
         assert _ignored(secretish, patterns), f"{secretish} would reach the build context"
 
 

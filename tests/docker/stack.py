@@ -20,7 +20,7 @@ from tests.fakes import Control
 from .conftest import REPO, Docker
 
 OVERRIDE = REPO / "tests" / "docker" / "compose.fakes.yml"
-SERVICES = {"fakes", "livekit", "interrupter", "uninterruptable", "prometheus"}
+SERVICES = {"fakes", "livekit", "interrupter", "uninterruptable", "web", "prometheus"}
 # docker-compose.yml's defaults when .env sets no LiveKit key (set explicitly below, so that a
 # developer's .env or shell cannot change them under the test)
 API_KEY, API_SECRET = "devkey", "secret"

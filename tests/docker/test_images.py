@@ -158,3 +158,44 @@ def test_healthcheck_follows_livekit(
     assert "failed to connect to livekit" in logs
     assert state["Status"] == "exited" and state["ExitCode"] == 1, (
         f"giving up on LiveKit must be a failure for the orchestrator: {state}")
+
+
+# --- the web client's image ----------------------------------------------------------------------
+
+WEB_IMAGE = "voice-agents-web:local"  # docker-compose.yml's name
+
+
+@pytest.fixture(scope="module")
+def web_image(docker: Docker, images: Builds) -> str:
+    """The `web` target: the shared base plus the page from the web-build stage (npm ci)."""
+    t0 = time.monotonic()
+    docker.run("build", "--target", "web", "-t", WEB_IMAGE, ".", timeout=1800)
+    info = docker.inspect(WEB_IMAGE)
+    figure(f"build web (base cached, page bundled in the node stage): "
+           f"{time.monotonic() - t0:.1f}s; {info['Size'] / 1e6:.0f} MB")
+    return WEB_IMAGE
+
+
+def test_web_image_refuses_bad_settings_and_serves_as_the_app_user(
+    docker: Docker, web_image: str
+) -> None:
+    hardened = ("--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+                "--init")
+    assert docker.inspect(web_image)["Config"]["User"] == f"{APP_ID}:{APP_ID}"
+    r = docker.run("run", "--rm", "--network", "none", *hardened, web_image, check=False,
+                   timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().startswith("web: configuration error: LIVEKIT_PUBLIC_URL: required")
+    cid = docker.start("--network", "none", *hardened,
+                       "-e", "LIVEKIT_PUBLIC_URL=ws://localhost:7880",
+                       "-e", "LIVEKIT_API_KEY=devkey", "-e", "LIVEKIT_API_SECRET=secret",
+                       web_image)
+    healthy_s = docker.wait_health(cid, "healthy", 60)
+    figure(f"web: container healthy {healthy_s:.1f}s after start")
+    ask = ("import urllib.request as u, urllib.error as e, os\n"
+           "print(os.getuid())\n"
+           "print(len(u.urlopen('http://127.0.0.1:8080/main.js').read()))\n"
+           "try:\n u.urlopen('http://127.0.0.1:8080/api/connection-details?agent=nobody')\n"
+           "except e.HTTPError as x:\n print(x.code)")
+    out = docker.out("exec", cid, "python", "-c", ask).splitlines()
+    assert out[0] == APP_ID and int(out[1]) > 100_000 and out[2] == "400", out

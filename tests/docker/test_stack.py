@@ -27,6 +27,7 @@ from tests.e2e.harness import (
     speech,
     wait_for,
 )
+from tests.e2e.test_browser import browse, check_cut_in, check_greeting, monologue_wav
 from tests.e2e.test_interrupter import MONOLOGUE  # the same caller as the e2e cut-in test
 
 from .conftest import REPO, Builds, Docker, figure
@@ -96,6 +97,29 @@ def test_override_only_adds_the_fakes_and_loopback_ports() -> None:
 
 
 # --- calls through the containers ----------------------------------------------------------------
+
+WEB = "http://127.0.0.1:8080"  # docker-compose.yml publishes the web client there
+
+
+@pytest.mark.timeout(300)
+def test_browser_talks_to_the_agents_through_the_web_service(stack: Stack,
+                                                              tmp_path: Path) -> None:
+    """tests/e2e/test_browser.py's page checks, against the web container of the stack."""
+    assert stack.deepgram is not None and stack.openai is not None
+    for query in ("", "?agent=nobody"):
+        assert http_get(f"{WEB}/api/connection-details{query}")[0] == 400
+    wav, utt = monologue_wav(tmp_path / "monologue.wav")
+    stack.reset_fakes()
+    stack.deepgram("know", utterances=[utt.script()])
+    seen = browse(WEB, "interrupter", "cut_in", wav=wav, timeout_s=120,
+                  log=tmp_path / "browser-interrupter.json")
+    figure(f"stack browser/interrupter: {check_cut_in(seen)}")
+    stack.reset_fakes()
+    stack.openai("reply", replies=[GREETING])
+    stack.deepgram("know", utterances=[utt.script()])
+    seen = browse(WEB, "uninterruptable", "agent_audio", wav=wav, timeout_s=60, settleMs=2000)
+    figure(f"stack browser/uninterruptable: {check_greeting(seen)}")
+
 
 @pytest.mark.timeout(180)
 async def test_interrupter_cuts_in(stack: Stack) -> None:
