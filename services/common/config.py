@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from services import registry
 
-from .settings import CommonSettings, Required, Secret
+from .settings import CommonSettings, EnvSettings, Required, Secret
 
 # "common", or the name of the one agent (services/registry.py) a variable belongs to
 Scope = str
@@ -61,13 +61,14 @@ def _choices(annotation: Any) -> tuple[str, ...] | None:
 
 
 def _default_text(info: FieldInfo) -> str | None:
-    if _meta(info, Required) is not None:
+    if _meta(info, Required) is not None or info.is_required():
         return None
     value = info.default
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _vars(model: type[CommonSettings], scope: Scope, skip: set[str]) -> list[Var]:
+def describe(model: type[EnvSettings], scope: Scope, skip: set[str]) -> list[Var]:
+    """The variables of `model`'s fields (but those named in `skip`), as belonging to `scope`."""
     return [
         Var(name=info.alias or name.upper(), default=_default_text(info),
             help=info.description or "", scope=scope, secret=_meta(info, Secret) is not None,
@@ -79,9 +80,9 @@ def _vars(model: type[CommonSettings], scope: Scope, skip: set[str]) -> list[Var
 
 def _declare() -> tuple[Var, ...]:
     common = set(CommonSettings.model_fields)
-    out = _vars(CommonSettings, "common", set())
+    out = describe(CommonSettings, "common", set())
     for agent in registry.AGENTS:
-        out += _vars(registry.settings_model(agent), agent, common)
+        out += describe(registry.settings_model(agent), agent, common)
     return tuple(out)
 
 
@@ -92,13 +93,25 @@ def variables_for(service: str) -> tuple[Var, ...]:
     return tuple(v for v in VARIABLES if v.scope in ("common", service))
 
 
-def _one_line(e: ValidationError, secret: set[str]) -> str:
-    err = e.errors(include_url=False)[0]
-    name = str(err["loc"][0]) if err["loc"] else "?"
-    msg = err["msg"].removeprefix("Value error, ")
-    shown = "" if name in secret or not isinstance(err.get("input"), str) else \
-        f" (got {err['input']!r})"
-    return f"{name}: {msg}{shown}"
+M = TypeVar("M", bound=EnvSettings)
+
+
+def validated(model: type[M], values: Mapping[str, str]) -> M:
+    """`model` from `values` (variable -> raw text); ConfigError naming the first bad variable,
+    never showing a secret's value."""
+    try:
+        return model(**values)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        info = model.model_fields.get(name.lower())
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing" and info is not None:
+            msg = f"required but not set - {info.description}"
+        secret = info is None or _meta(info, Secret) is not None
+        shown = "" if secret or not isinstance(err.get("input"), str) else \
+            f" (got {err['input']!r})"
+        raise ConfigError(f"{name}: {msg}{shown}") from None
 
 
 def load(
@@ -115,10 +128,7 @@ def load(
     # an empty value of a variable without a default is as good as none
     values = {v.name: env[v.name] for v in own
               if v.name in env and not (v.default is None and not env[v.name].strip())}
-    try:
-        settings = model(**values).for_service(service)
-    except ValidationError as e:
-        raise ConfigError(_one_line(e, {v.name for v in own if v.secret})) from None
+    settings = validated(model, values).for_service(service)
     if command in SESSION_COMMANDS:
         for v in own:
             need = _meta(model.model_fields[v.field], Required)

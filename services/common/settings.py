@@ -122,13 +122,25 @@ def _uses(provider: str) -> Callable[[CommonSettings], bool]:
 # --- the settings ---------------------------------------------------------------------------------
 
 
-class CommonSettings(BaseSettings):
-    """Settings of every agent (scope `common`)."""
+class EnvSettings(BaseSettings):
+    """Settings whose fields are environment variables of the same name, upper-cased."""
 
     model_config = SettingsConfigDict(
         alias_generator=str.upper, populate_by_name=True, extra="ignore", frozen=True,
         allow_inf_nan=False, validate_default=True,
     )
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: Any, *_others: Any, **_named: Any) -> tuple:
+        # config.validated() hands the model exactly the variables to validate (the process
+        # environment once `.env` is in it, which the LiveKit framework reads as well): no other
+        # source, so a test's mapping is all that counts.
+        return (init_settings,)
+
+
+class CommonSettings(EnvSettings):
+    """Settings of every agent (scope `common`)."""
 
     # LiveKit connection
     livekit_url: Annotated[LiveKitUrl, Required(connecting=True)] = setting(
@@ -208,14 +220,6 @@ class CommonSettings(BaseSettings):
         BeforeValidator(lambda raw: raw.strip().upper() if isinstance(raw, str) else raw),
     ] = setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR. Transcripts are only logged "
                 "at DEBUG.")
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
-                                   init_settings: Any, *_others: Any, **_named: Any) -> tuple:
-        # config.load() hands the model exactly the variables to validate (the process
-        # environment once `.env` is in it, which the LiveKit framework reads as well): no other
-        # source, so a test's mapping is all that counts.
-        return (init_settings,)
 
     _service: str = PrivateAttr("")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import timedelta
-from pathlib import Path
 
 from aiohttp import web
 from livekit import api
@@ -50,7 +49,7 @@ def _error(status: int, message: str) -> web.Response:
 
 
 def make_app(settings: Settings) -> web.Application:
-    static = Path(settings.web_static_dir)
+    static = settings.page_dir
 
     async def details(request: web.Request) -> web.Response:
         agent = request.query.get("agent", "")
