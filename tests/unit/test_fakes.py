@@ -23,10 +23,10 @@ from livekit.agents import llm as lk_llm
 from livekit.agents import stt as lk_stt
 from livekit.plugins import deepgram, openai
 
-from tests.fakes import Control
-from tests.fakes.deepgram_server import FakeDeepgram
-from tests.fakes.openai_server import FakeOpenAI, default_reply
-from tests.support import speech
+from testkit import speech
+from testkit.fakes import Control
+from testkit.fakes.deepgram_server import FakeDeepgram
+from testkit.fakes.openai_server import FakeOpenAI, default_reply
 
 REPO = Path(__file__).resolve().parents[2]
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=2.0)
@@ -517,7 +517,7 @@ def test_main_runs_both_fakes_until_sigterm(tmp_path: Path) -> None:
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"openai": {"replies": ["Hi from the file."]}}))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes", "--script-file", str(script)],
+        [sys.executable, "-m", "testkit.fakes", "--script-file", str(script)],
         cwd=REPO,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

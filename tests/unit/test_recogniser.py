@@ -9,8 +9,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests.fakes.heard_check import Report, Scenario, check_heard
-from tests.fakes.recogniser import (
+from testkit import speech
+from testkit.audio import rms_dbfs, window_rms_dbfs
+from testkit.fakes.heard_check import Report, Scenario, check_heard
+from testkit.fakes.recogniser import (
     WINDOW_S,
     Heard,
     Recogniser,
@@ -18,7 +20,6 @@ from tests.fakes.recogniser import (
     Tick,
     Vocabulary,
 )
-from tests.support import speech
 
 RATE = 16000
 DELAY = 0.25
@@ -104,7 +105,7 @@ class ClockDriven:
         self.onset: float | None = None
 
     def push(self, pcm: np.ndarray) -> Iterator[Tick]:
-        levels = speech.window_rms_dbfs(pcm, RATE)
+        levels = window_rms_dbfs(pcm, RATE)
         for level in levels:
             self.n += 1
             t = self.n * WINDOW_S
@@ -311,7 +312,7 @@ def _gain_control(pcm: np.ndarray) -> np.ndarray:
     """A crude AGC per 10 ms window: +6 dB, 0.7:1 compression, a decaying boost after pauses."""
     n = round(WINDOW_S * RATE)
     x = pcm[: len(pcm) // n * n].astype(np.float64).reshape(-1, n)
-    level = 20 * np.log10(np.maximum(np.sqrt((x * x).mean(axis=1)) / 32768.0, 1e-6))
+    level = rms_dbfs(x)
     gain_db = np.zeros(len(level))
     silent_run, since = 100, 100  # windows of silence so far, windows since voice resumed
     for i, db in enumerate(level):

@@ -2,7 +2,7 @@
 
 `Vocabulary.add` takes a `speech.Utterance` or its `.script()` dict (also as JSON from another
 process). Each sentence becomes one `Entry`: its exact duration (trimmed audio), its words with
-espeak's approximate timings (see tests/support/speech.py) and its level envelope: 10 ms windows
+espeak's approximate timings (see testkit/speech.py) and its level envelope: 10 ms windows
 at four 2.5 ms phases from the script's "levels" (received windows fall anywhere on the
 sentence), or one phase cut from an older script's whole "envelope".
 """

@@ -9,7 +9,7 @@
         dg.words                       # every word heard: times, and when it was emitted
 
 A scenario says what may be spoken, never what the STT returns: each connection recognises the
-known sentences in the audio it receives (tests/fakes/recogniser.py), in any order, repeated,
+known sentences in the audio it receives (testkit/fakes/recogniser.py), in any order, repeated,
 started mid-way, with any pauses; silence, zeros and unknown speech yield no words; a word is
 emitted only `interim_delay_s` after its audio has been received. Messages: deepgram_protocol.py.
 
@@ -32,11 +32,12 @@ from typing import Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from tests.support import speech
+from testkit import speech
 
-from . import FakeServer, Fault, apply_config
 from .deepgram_protocol import DeepgramConfig, Listener
+from .faults import Fault, apply_config
 from .recogniser import Vocabulary
+from .server import FakeServer
 
 __all__ = ["DeepgramConfig", "FakeDeepgram"]
 

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from . import FakeServer, Fault, apply_config
+from .faults import Fault, apply_config
+from .server import FakeServer
 
 TTS_SAMPLE_RATE = 24000  # what the plugin decodes pcm at (openai.tts.SAMPLE_RATE)
 HANG_FOREVER_S = 3600.0
@@ -378,7 +379,7 @@ class FakeOpenAI(FakeServer):
 
     async def _speech_pcm(self, text: str, speed: float) -> np.ndarray:
         if self.config.tts_audio == "espeak" and text.strip():
-            from tests.support import speech  # lazy: only this mode needs espeak-ng
+            from testkit import speech  # lazy: only this mode needs espeak-ng
 
             utt = await asyncio.to_thread(
                 speech.synthesize,

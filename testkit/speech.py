@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 from livekit import rtc
 
+from testkit.audio import rms_dbfs, window_rms_dbfs
+
 CACHE_VERSION = 3
 ESPEAK_RATE = 22050  # espeak-ng's native output rate
 WINDOW_S = 0.01
@@ -48,7 +50,7 @@ _MIN_PAUSE_S = 0.1  # an espeak comma pause is 0.2-0.35 s; stop closures stay un
 _FINAL_LENGTHENING = 1.3  # fitted against libespeak-ng word events on four sentences
 _FADE_S = 0.005  # avoids clicks where trimming cut a non-zero sample
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+_REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class EspeakMissingError(RuntimeError):
@@ -251,21 +253,11 @@ def _fine_levels(pcm16: np.ndarray, start: float, end: float) -> np.ndarray:
     x = np.concatenate([np.zeros(max(0, -a), np.int16), pcm16[max(0, a) : b]]).astype(np.float64)
     k = max(0, (len(x) - n) // hop + 1)
     idx = np.arange(k)[:, None] * hop + np.arange(n)[None, :]
-    rms = np.sqrt((x[idx] ** 2).mean(axis=1)) / 32768.0 if k else np.zeros(0)
-    return 20 * np.log10(np.maximum(rms, 1e-6))
+    return rms_dbfs(x[idx])
 
 
 def _rounded(levels: np.ndarray) -> list[float]:
     return [round(max(-100.0, float(x)), 1) for x in levels]
-
-
-def window_rms_dbfs(pcm: np.ndarray, sample_rate: int, window_s: float = WINDOW_S) -> np.ndarray:
-    """RMS level of each whole window in dBFS (silence is -120)."""
-    n = max(1, round(sample_rate * window_s))
-    k = len(pcm) // n
-    x = np.asarray(pcm[: k * n], dtype=np.float64).reshape(k, n)
-    rms = np.sqrt((x * x).mean(axis=1)) / 32768.0
-    return 20 * np.log10(np.maximum(rms, 1e-6))
 
 
 def voiced_bounds(

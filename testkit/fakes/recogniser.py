@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from testkit.audio import rms_dbfs
+
 from .matching import candidates, fit, median, score_at, spread, windows
 from .vocabulary import FLOOR_DB, WINDOW_S, Entry, KnownWord, View, Vocabulary, normalise
 
@@ -166,8 +168,7 @@ class Recogniser:
         self._buf = buf[k * self.n :]
         if k == 0:
             return
-        x = buf[: k * self.n].astype(np.float64).reshape(k, self.n)
-        levels = 20 * np.log10(np.maximum(np.sqrt((x * x).mean(axis=1)) / 32768.0, 1e-6))
+        levels = rms_dbfs(buf[: k * self.n].reshape(k, self.n))
         for level in levels:
             yield self._step(float(level))
 

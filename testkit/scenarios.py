@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tests.support.speech import Sentence, Utterance, _shift_sentence, silence, synthesize
+from testkit.speech import Sentence, Utterance, _shift_sentence, silence, synthesize
 
 # Everyday spoken sentences, 4 to 25 words each, one sentence each by any rule (abbreviations
 # and numbers inside them keep the counting honest).

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tests.support import speech
+from testkit import speech
 
 from .recogniser import normalise
 
