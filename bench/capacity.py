@@ -233,16 +233,13 @@ def _prewarm_times(workers: list[Any]) -> list[float]:
 def _bare_worker(env: dict[str, str], workdir: Path, name: str) -> Any:
     """A worker started like the interrupter's (same CLI, settings and prewarm) whose jobs run the
     bare framework session of bench.baseline."""
-    from testkit.processes import PYTHON, spawn
+    from testkit.processes import PYTHON
     from testkit.worker import Worker
 
     class BareWorker(Worker):
-        def start(self) -> BareWorker:
+        def argv(self) -> list[str]:
             Path(self.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
-            self.started_at = time.time()
-            self.proc = spawn([PYTHON, "-c", "from bench.baseline import main; main()", "start"],
-                              log=self.log_path, env=self.env)
-            return self
+            return [PYTHON, "-c", "from bench.baseline import main; main()", "start"]
 
     from .baseline import BARE_AGENT_NAME
 

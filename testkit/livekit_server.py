@@ -41,18 +41,10 @@ class LiveKitServer:
         self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.prometheus_port}/metrics"
+        # the ports never change, so neither do the URLs (restart() reuses them)
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.http_url = f"http://127.0.0.1:{self.port}"
+        self.metrics_url = f"http://127.0.0.1:{self.prometheus_port}/metrics"
 
     def write_config(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -21,36 +21,42 @@ def _none() -> str:
     return ""
 
 
-class _Deadline:
-    def __init__(self, timeout: float, what: str, evidence: Callable[[], str]) -> None:
-        self.at = time.monotonic() + timeout
-        self.timeout, self.what, self.evidence = timeout, what, evidence
+class _Poll:
+    """One poll of `cond` against a deadline; `block` and `wait` repeat it."""
 
-    def check(self) -> None:
+    def __init__(self, cond: Callable[[], Any], timeout: float, what: str,
+                 evidence: Callable[[], str]) -> None:
+        self.cond, self.timeout, self.what, self.evidence = cond, timeout, what, evidence
+        self.at = time.monotonic() + timeout
+        self.value: Any = None
+
+    def done(self) -> bool:
+        self.value = self.cond()
+        if self.value:
+            return True
         if time.monotonic() > self.at:
             raise HarnessError(
                 f"timed out after {self.timeout:.0f}s waiting for {self.what}\n{self.evidence()}")
+        return False
+
+    def block(self, interval: float) -> Any:
+        while not self.done():
+            time.sleep(interval)
+        return self.value
+
+    async def wait(self, interval: float) -> Any:
+        while not self.done():
+            await asyncio.sleep(interval)
+        return self.value
 
 
-def wait_until(
-    cond: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.1,
-    evidence: Callable[[], str] = _none,
-) -> Any:
+def wait_until(cond: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.1,
+               evidence: Callable[[], str] = _none) -> Any:
     """Poll `cond` every `interval` seconds, blocking the thread."""
-    deadline = _Deadline(timeout, what, evidence)
-    while not (value := cond()):
-        deadline.check()
-        time.sleep(interval)
-    return value
+    return _Poll(cond, timeout, what, evidence).block(interval)
 
 
-async def wait_for(
-    cond: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.05,
-    evidence: Callable[[], str] = _none,
-) -> Any:
+async def wait_for(cond: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.05,
+                   evidence: Callable[[], str] = _none) -> Any:
     """`wait_until` for async code: polls without blocking the event loop."""
-    deadline = _Deadline(timeout, what, evidence)
-    while not (value := cond()):
-        deadline.check()
-        await asyncio.sleep(interval)
-    return value
+    return await _Poll(cond, timeout, what, evidence).wait(interval)

@@ -88,27 +88,22 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.ready_s: float | None = None  # process start -> "registered worker" logged
-
-    @property
-    def agent_name(self) -> str:
-        return self.env.get("AGENT_NAME") or self.agent
-
-    @property
-    def health_url(self) -> str:
-        return f"http://127.0.0.1:{self.env['HEALTH_PORT']}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.env['METRICS_PORT']}/metrics"
+        self.agent_name = self.env.get("AGENT_NAME") or agent
+        self.health_url = f"http://127.0.0.1:{self.env['HEALTH_PORT']}"
+        self.metrics_url = f"http://127.0.0.1:{self.env['METRICS_PORT']}/metrics"
 
     @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
 
+    def argv(self) -> list[str]:
+        """The command the worker runs: the images' entry command."""
+        return [str(ENTRYPOINT), self.agent, "start"]
+
     def start(self) -> Worker:
         self.started_at = time.time()
-        self.proc = spawn([str(ENTRYPOINT), self.agent, "start"], log=self.log_path, env=self.env)
+        self.proc = spawn(self.argv(), log=self.log_path, env=self.env)
         return self
 
     def _registered_at(self, since: float) -> float | None:

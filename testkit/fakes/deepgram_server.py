@@ -24,8 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections import Counter, deque
-from dataclasses import asdict
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from aiohttp import WSMsgType, web
 from testkit import speech
 
 from .deepgram_protocol import DeepgramConfig, Listener
-from .faults import Fault, apply_config
+from .faults import Fault
 from .recogniser import Vocabulary
 from .server import FakeServer
 
@@ -54,7 +53,6 @@ class FakeDeepgram(FakeServer):
         super().__init__(host=host, port=port)
         self.config = config or DeepgramConfig()
         self.vocab = Vocabulary()
-        self.counts: Counter[str] = Counter()
         self.connections: list[Listener] = []
         self.finals: list[dict[str, Any]] = []  # {"conn", "transcript", "speech_final", ...}
         self.words: list[dict[str, Any]] = []  # {"conn", "word", "start", "end", "emitted_at"...}
@@ -107,17 +105,14 @@ class FakeDeepgram(FakeServer):
 
     def reset(self) -> None:
         self.vocab.clear()
-        self.counts.clear()
         self.finals.clear()
         self.words.clear()
         self.sent.clear()
-        self.faults.clear()
-        self.faults.served.clear()
+        super().reset()
 
     def state(self) -> dict[str, Any]:
         return {
             **super().state(),
-            "counts": dict(self.counts),
             "finals": self.finals,
             "words": self.words,
             "vocabulary": [e.text for e in self.vocab.entries],
@@ -132,7 +127,6 @@ class FakeDeepgram(FakeServer):
                 }
                 for c in self.connections
             ],
-            "config": asdict(self.config),
         }
 
     def _control(self, op: str, body: dict[str, Any]) -> Any:
@@ -141,10 +135,6 @@ class FakeDeepgram(FakeServer):
         elif op == "fault":
             args = {k: v for k, v in body.items() if k not in ("op", "mode", "endpoint")}
             self.fail(body["mode"], **args)
-        elif op == "config":
-            apply_config(self.config, {k: v for k, v in body.items() if k != "op"})
-        elif op == "reset":
-            self.reset()
         else:
             return super()._control(op, body)
         return None

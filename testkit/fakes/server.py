@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiohttp import web
 
-from .faults import FaultPlan
+from .faults import FaultPlan, apply_config
 
 
 @dataclass
@@ -24,12 +25,16 @@ class _Loop:
 class FakeServer:
     """An aiohttp app on 127.0.0.1 (port 0: the OS picks), stoppable from either side.
 
-    Subclasses add routes in `_routes()` and answer control ops in `_control(op, body)`.
+    Subclasses add routes in `_routes()`, answer their own control ops in `_control(op, body)`,
+    extend `reset()` and `state()`, and set `config` (a dataclass of knobs, op "config").
     """
+
+    config: Any
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
         self.port = port
+        self.counts: Counter[str] = Counter()
         self._runner: web.AppRunner | None = None
         self._thread: _Loop | None = None
         self._closing: asyncio.Event | None = None
@@ -140,8 +145,19 @@ class FakeServer:
             return True
         return False
 
+    def reset(self) -> None:
+        """Forget counts, faults (armed and served) and whatever a subclass records."""
+        self.counts.clear()
+        self.faults.clear()
+        self.faults.served.clear()
+
     def state(self) -> dict[str, Any]:
-        return {"faults_served": dict(self.faults.served), "faults_pending": self.faults.pending()}
+        return {
+            "faults_served": dict(self.faults.served),
+            "faults_pending": self.faults.pending(),
+            "counts": dict(self.counts),
+            "config": asdict(self.config),
+        }
 
     def _routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -149,8 +165,13 @@ class FakeServer:
     def _control(self, op: str, body: dict[str, Any]) -> Any:
         if op == "clear_faults":
             self.faults.clear()
-            return None
-        raise ValueError(f"unknown control op {op!r}")
+        elif op == "config":
+            apply_config(self.config, {k: v for k, v in body.items() if k != "op"})
+        elif op == "reset":
+            self.reset()
+        else:
+            raise ValueError(f"unknown control op {op!r}")
+        return None
 
     async def _handle_control(self, request: web.Request) -> web.Response:
         try:
