@@ -26,17 +26,14 @@ from services.common.session_metrics import SessionMetrics
 from services.interrupter.agent import InterrupterAgent
 from testkit.audio import Segment, merge_turns
 from testkit.inproc import Harness, SessionFactory
-from testkit.speech import Utterance, synthesize
+from testkit.scenarios import WEEKEND
+from testkit.speech import synthesize
+from testkit.utterance import Utterance
 
 from .baseline import framework_session, plain_agent, same_options
 from .common import Row, fmt, spread
 
-MONOLOGUE = [
-    "I want to tell you about my weekend in the mountains.",
-    "We drove up on Friday night and the roads were icy.",
-    "On Saturday we hiked to the lake near the old cabin.",
-    "My brother forgot the tent poles, so we slept in the car.",
-]
+MONOLOGUE = list(WEEKEND[:4])
 # The fake Deepgram sends a final every 7 words (or at a pause), so the framework's finals-only
 # limit overshoots by however far N falls before the next final. Word limits 8..14 cover one
 # whole final period: the median is not flattered (or hurt) by one lucky choice of N.

@@ -26,7 +26,7 @@ from testkit.fakes.deepgram_server import FakeDeepgram
 from testkit.fakes.openai_server import FakeOpenAI
 from testkit.polling import wait_for
 from testkit.session_io import PlayoutRecorder, SpeechInput
-from testkit.speech import Utterance
+from testkit.utterance import Utterance
 
 MakeAgent = Callable[[config.Settings, SessionMetrics], Agent]
 

@@ -1,18 +1,16 @@
 """What a suite reports and how it fails for a missing tool: figures for the run log and the
-terminal summary, timings, espeak-ng speech that fails (never skips) with the install hint."""
+terminal summary, espeak-ng speech that fails (never skips) with the install hint."""
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from testkit.processes import SETUP_HINT
 
 
 def speech(sentences: Sequence[str], **kw: Any) -> Any:
-    """espeak-ng speech (cached) as a `testkit.speech.Utterance` at 48 kHz."""
+    """espeak-ng speech (cached) as a `testkit.utterance.Utterance` at 48 kHz."""
     import pytest
 
     from testkit import speech as sp
@@ -23,20 +21,24 @@ def speech(sentences: Sequence[str], **kw: Any) -> Any:
         pytest.fail(f"{e} (or {SETUP_HINT})", pytrace=False)
 
 
-@contextlib.contextmanager
-def timed(label: str, sink: dict[str, float]) -> Iterator[None]:
-    t = time.monotonic()
-    try:
-        yield
-    finally:
-        sink[label] = round(time.monotonic() - t, 3)
+class Figures:
+    """Figures and facts for a suite's run log: each printed at once (seen with -s and in a
+    failure's captured output) and repeated in the terminal summary (`summarise`)."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        print(f"[{self.tag}] {line}", flush=True)
+
+    def summarise(self, terminalreporter: Any, title: str) -> None:
+        """For a conftest's `pytest_terminal_summary`."""
+        if self.lines:
+            terminalreporter.section(title)
+            for line in self.lines:
+                terminalreporter.write_line(line)
 
 
-REPORTED: list[str] = []
-
-
-def report(line: str) -> None:
-    """A figure or fact for the run log: printed (seen with -s and in a failure's captured
-    output) and repeated in the terminal summary."""
-    REPORTED.append(line)
-    print(f"[e2e] {line}", flush=True)
+report = Figures("e2e")  # the end-to-end suite's (workers, bench's capacity part)

@@ -2,7 +2,7 @@
 
     async with FakeDeepgram() as dg:
         stt = deepgram.STT(base_url=dg.base_url, api_key="fake")
-        dg.know([utt1, utt2])          # what may be said (speech.Utterance or .script() dicts)
+        dg.know([utt1, utt2])          # what may be said (utterance.Utterance or .script() dicts)
         dg.fail("drop", after_words=3) # cut the socket 3 words into an utterance
         ...
         dg.transcripts                 # the final transcripts sent, in order
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from testkit import speech
+from testkit import utterance
 
 from .deepgram_protocol import DeepgramConfig, Listener
 from .faults import Fault
@@ -73,7 +73,7 @@ class FakeDeepgram(FakeServer):
     def know(self, utterances: list[Any]) -> None:
         """Add what may be said: every sentence of each utterance can then be recognised.
 
-        A `speech.Utterance`, its `.script()` dict (JSON from another process), any number of
+        A `utterance.Utterance`, its `.script()` dict (JSON from another process), any number of
         times; may be called while connections are open.
         """
         for u in utterances:
@@ -232,7 +232,7 @@ class FakeDeepgram(FakeServer):
         self.record_dir.mkdir(parents=True, exist_ok=True)
         pcm = np.concatenate(conn.recording)
         name = f"dg-{os.getpid()}-{conn.id}.wav"
-        (self.record_dir / name).write_bytes(speech.to_wav(pcm, conn.sample_rate))
+        (self.record_dir / name).write_bytes(utterance.to_wav(pcm, conn.sample_rate))
 
     # --- faults ---------------------------------------------------------------------------
 

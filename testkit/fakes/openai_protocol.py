@@ -9,8 +9,10 @@ import json
 import math
 import re
 import struct
+import time
 import wave
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,6 +52,95 @@ def default_reply(body: dict[str, Any]) -> str:
     if not words:
         return "Hello! How can I help you today?"
     return f"You said something about {' '.join(words).rstrip('.')}. Tell me more?"
+
+
+@dataclass
+class ChatReply:
+    """One chat completion as the API sends it: whole (`completion()`) or as the SSE chunks of a
+    stream (`chunks()`), tool calls included, with a usage count in words."""
+
+    id: str
+    request: dict[str, Any]
+    content: str
+    tool_calls: list[dict[str, Any]]
+
+    @property
+    def model(self) -> str:
+        return str(self.request.get("model", "gpt-fake"))
+
+    @property
+    def tokens(self) -> list[str]:
+        return re.findall(r"\s*\S+", self.content)
+
+    def usage(self) -> dict[str, Any]:
+        prompt_tokens = sum(
+            len(content_text(m.get("content")).split()) + 3
+            for m in self.request.get("messages", [])
+        )
+        n = len(self.tokens)
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": n,
+            "total_tokens": prompt_tokens + n,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+
+    def completion(self) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": self.content or None,
+            "refusal": None,
+        }
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"id": c["id"], "type": "function", "function": c["function"]}
+                for c in self.tool_calls
+            ]
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": "tool_calls" if self.tool_calls else "stop",
+                }
+            ],
+            "usage": self.usage(),
+            "system_fingerprint": "fp_fake",
+        }
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model,
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+    def chunks(self) -> list[dict[str, Any]]:
+        """The role chunk, a chunk per token, each tool call (name, then arguments), the finish
+        chunk and, if the request asked for it (`stream_options.include_usage`), the usage."""
+        chunk = self._chunk
+        events: list[dict[str, Any]] = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": t}) for t in self.tokens]
+        for i, call in enumerate(self.tool_calls):
+            name = call["function"]["name"]
+            events.append(chunk({"tool_calls": [
+                {"index": i, "id": call["id"], "type": "function",
+                 "function": {"name": name, "arguments": ""}}]}))
+            events.append(chunk({"tool_calls": [
+                {"index": i, "function": {"arguments": call["function"]["arguments"]}}]}))
+        events.append(chunk({}, "tool_calls" if self.tool_calls else "stop"))
+        if (self.request.get("stream_options") or {}).get("include_usage"):
+            events.append({**chunk({}), "choices": [], "usage": self.usage()})
+        return events
 
 
 def tone(seconds: float, rate: int = TTS_SAMPLE_RATE) -> np.ndarray:

@@ -23,7 +23,6 @@ import base64
 import itertools
 import json
 import math
-import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -36,11 +35,11 @@ from .faults import Fault
 from .openai_protocol import (
     CONTENT_TYPES,
     TTS_SAMPLE_RATE,
+    ChatReply,
     Reply,
     ReplyFn,
     TranscribeFn,
     api_error,
-    content_text,
     default_reply,
     encode,
     split_reply,
@@ -173,102 +172,19 @@ class FakeOpenAI(FakeServer):
     # --- chat -----------------------------------------------------------------------------
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self._record("chat", body)
-        fault = self.faults.take("chat")
-        if (resp := await self._pre_fault("chat", request, fault)) is not None:
+        body, fault, resp = await self._streaming_request("chat", request)
+        if resp is not None:
             return resp
-        reply = self.replies.popleft() if self.replies else self.reply_fn(body)
-        content, tool_calls = split_reply(reply)
-        model = body.get("model", "gpt-fake")
-        cid = f"chatcmpl-fake-{next(self._ids)}"
-        prompt_tokens = sum(
-            len(content_text(m.get("content")).split()) + 3 for m in body.get("messages", [])
-        )
-        tokens = re.findall(r"\s*\S+", content)
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(tokens),
-            "total_tokens": prompt_tokens + len(tokens),
-            "prompt_tokens_details": {"cached_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
-        }
+        content, tool_calls = split_reply(
+            self.replies.popleft() if self.replies else self.reply_fn(body))
+        reply = ChatReply(f"chatcmpl-fake-{next(self._ids)}", body, content, tool_calls)
         if not body.get("stream"):
             if _is(fault, "drop"):
                 return _cut(request, None)
             first_delay = self.config.ttft_s + (fault.delay_s if _is(fault, "slow_first") else 0)
             await self.sleep_or_close(first_delay)
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "content": content or None,
-                "refusal": None,
-            }
-            if tool_calls:
-                message["tool_calls"] = [
-                    {"id": c["id"], "type": "function", "function": c["function"]}
-                    for c in tool_calls
-                ]
-            return web.json_response(
-                {
-                    "id": cid,
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": message,
-                            "logprobs": None,
-                            "finish_reason": "tool_calls" if tool_calls else "stop",
-                        }
-                    ],
-                    "usage": usage,
-                    "system_fingerprint": "fp_fake",
-                },
-                headers=self._headers(),
-            )
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": model,
-                "system_fingerprint": "fp_fake",
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-            }
-
-        events: list[dict[str, Any]] = [chunk({"role": "assistant", "content": ""})]
-        events += [chunk({"content": t}) for t in tokens]
-        for i, call in enumerate(tool_calls):
-            events.append(
-                chunk(
-                    {
-                        "tool_calls": [
-                            {
-                                "index": i,
-                                "id": call["id"],
-                                "type": "function",
-                                "function": {"name": call["function"]["name"], "arguments": ""},
-                            }
-                        ]
-                    }
-                )
-            )
-            events.append(
-                chunk(
-                    {
-                        "tool_calls": [
-                            {"index": i, "function": {"arguments": call["function"]["arguments"]}}
-                        ]
-                    }
-                )
-            )
-        events.append(chunk({}, "tool_calls" if tool_calls else "stop"))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            events.append({**chunk({}), "choices": [], "usage": usage})
+            return web.json_response(reply.completion(), headers=self._headers())
+        events = reply.chunks()
 
         resp = web.StreamResponse(
             headers={
@@ -294,10 +210,8 @@ class FakeOpenAI(FakeServer):
     # --- speech (TTS) ---------------------------------------------------------------------
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self._record("speech", body)
-        fault = self.faults.take("speech")
-        if (resp := await self._pre_fault("speech", request, fault)) is not None:
+        body, fault, resp = await self._streaming_request("speech", request)
+        if resp is not None:
             return resp
         text = str(body.get("input", ""))
         fmt = str(body.get("response_format") or "mp3")
@@ -393,6 +307,16 @@ class FakeOpenAI(FakeServer):
         )
 
     # --- faults ---------------------------------------------------------------------------
+
+    async def _streaming_request(
+        self, endpoint: str, request: web.Request
+    ) -> tuple[dict[str, Any], Fault | None, web.StreamResponse | None]:
+        """The body of a chat or speech request, recorded; the fault it drew (its mid-body modes
+        are the caller's to serve); a response if the fault answers before any body byte."""
+        body = await request.json()
+        self._record(endpoint, body)
+        fault = self.faults.take(endpoint)
+        return body, fault, await self._pre_fault(endpoint, request, fault)
 
     async def _pre_fault(
         self, endpoint: str, request: web.Request, fault: Fault | None = None

@@ -1,7 +1,7 @@
 """A pure speech recogniser for tests: it transcribes the known sentences it actually hears.
 
     vocab = Vocabulary()
-    vocab.add(utterance)                       # a speech.Utterance or its .script() dict
+    vocab.add(utterance)                       # a testkit Utterance or its .script() dict
     rec = Recogniser(vocab, sample_rate=16000)
     for tick in rec.push(pcm):                 # int16 mono, any chunking
         tick.words                             # words due at tick.t (connection seconds)

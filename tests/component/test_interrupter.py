@@ -6,18 +6,12 @@ from __future__ import annotations
 import pytest
 
 from testkit.inproc import metric
+from testkit.scenarios import WEEKEND
 from testkit.speech import synthesize
 
 pytestmark = pytest.mark.timeout(120)
 
-MONOLOGUE = [
-    "I want to tell you about my weekend in the mountains.",
-    "We drove up on Friday night and the roads were icy.",
-    "On Saturday we hiked to the lake near the old cabin.",
-    "My brother forgot the tent poles, so we slept in the car.",
-    "Then on Sunday morning it started to snow again.",
-    "Anyway, we got home late and everyone was exhausted.",
-]
+MONOLOGUE = list(WEEKEND)
 SHORT = ["Hello there.", "Can you help me plan a trip?"]
 
 

@@ -39,15 +39,12 @@ import pytest
 from testkit.fakes_runner import Fakes
 from testkit.livekit_server import LiveKitServer
 from testkit.participant import Participant
-from testkit.reporting import REPORTED, report
+from testkit.reporting import report
 from testkit.worker import AGENTS, Worker, worker_env
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if REPORTED:
-        terminalreporter.section("e2e figures")
-        for line in REPORTED:
-            terminalreporter.write_line(line)
+    report.summarise(terminalreporter, "e2e figures")
 
 
 _ISOLATED = {"start_worker", "start_lk_server"}

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from testkit import speech
+from testkit import speech, utterance
 from testkit.audio import rms_dbfs, window_rms_dbfs
 from testkit.fakes.heard_check import Report, Scenario, check_heard
 from testkit.fakes.recogniser import (
@@ -20,16 +20,13 @@ from testkit.fakes.recogniser import (
     Tick,
     Vocabulary,
 )
+from testkit.scenarios import WEEKEND
+from testkit.utterance import Utterance
 
 RATE = 16000
 DELAY = 0.25
 SENTENCES = [
-    "I want to tell you about my weekend in the mountains.",
-    "We drove up on Friday night and the roads were icy.",
-    "On Saturday we hiked to the lake near the old cabin.",
-    "My brother forgot the tent poles, so we slept in the car.",
-    "Then on Sunday morning it started to snow again.",
-    "Anyway, we got home late and everyone was exhausted.",
+    *WEEKEND,
     "Can you help me plan a trip?",
     "When does the resurfacing start?",
     "What should I pack for my next trip?",
@@ -44,17 +41,17 @@ UNKNOWN = [
 
 
 @pytest.fixture(scope="module")
-def said() -> list[speech.Utterance]:
+def said() -> list[Utterance]:
     return [speech.synthesize([s]) for s in SENTENCES]
 
 
 @pytest.fixture(scope="module")
-def unknown() -> list[speech.Utterance]:
+def unknown() -> list[Utterance]:
     return [speech.synthesize([s]) for s in UNKNOWN]
 
 
 @pytest.fixture(scope="module")
-def vocab(said: list[speech.Utterance]) -> Vocabulary:
+def vocab(said: list[Utterance]) -> Vocabulary:
     v = Vocabulary()
     for u in said:
         v.add(u)
@@ -78,7 +75,7 @@ def judge(heard: list[tuple[float, Heard]], sc: Scenario, delay: float = DELAY) 
     return check_heard([(t, w.text, w.start) for t, w in heard], sc.words, delay=delay)
 
 
-def natural(said: list[speech.Utterance], unknown: list[speech.Utterance], seed: int) -> Scenario:
+def natural(said: list[Utterance], unknown: list[Utterance], seed: int) -> Scenario:
     """Sentences in random order, some repeated, an unknown one among them, pauses 0.2-1.5 s."""
     rng = random.Random(seed)
     sc = Scenario(RATE).pause(rng.uniform(0.1, 0.6))
@@ -94,7 +91,7 @@ class ClockDriven:
     """The old fake's behaviour: from the first onset, play the script on its own clock (with
     the same delay), whatever the audio does after that."""
 
-    def __init__(self, script: speech.Utterance, delay: float = DELAY) -> None:
+    def __init__(self, script: Utterance, delay: float = DELAY) -> None:
         self.words = [
             (w, s.end if w is s.words[-1] else w.end) for s in script.sentences for w in s.words
         ]
@@ -129,7 +126,7 @@ class ClockDriven:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_words_come_only_after_their_audio_in_any_order(
-    said: list[speech.Utterance], unknown: list[speech.Utterance], vocab: Vocabulary, seed: int
+    said: list[Utterance], unknown: list[Utterance], vocab: Vocabulary, seed: int
 ) -> None:
     sc = natural(said, unknown, seed)
     rec = Recogniser(vocab, RATE)
@@ -143,18 +140,18 @@ def test_words_come_only_after_their_audio_in_any_order(
 
 
 def test_opus_round_trip_still_recognised(
-    said: list[speech.Utterance], unknown: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], unknown: list[Utterance], vocab: Vocabulary
 ) -> None:
     av = pytest.importorskip("av")
     sc = natural(said, unknown, 4)
-    audio = speech.resample(_opus(av, speech.resample(sc.audio, RATE, 48000)), 48000, RATE)
+    audio = utterance.resample(_opus(av, utterance.resample(sc.audio, RATE, 48000)), 48000, RATE)
     rep = judge(listen(Recogniser(vocab, RATE), audio), sc)
     assert not rep.violations, rep.violations
     assert rep.recall >= 0.9
 
 
 def test_noisy_lowpassed_audio_still_recognised(
-    said: list[speech.Utterance], unknown: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], unknown: list[Utterance], vocab: Vocabulary
 ) -> None:
     sc = natural(said, unknown, 5)
     rng = np.random.default_rng(5)
@@ -167,7 +164,7 @@ def test_noisy_lowpassed_audio_still_recognised(
 
 
 def test_gain_controlled_audio_still_recognised(
-    said: list[speech.Utterance], unknown: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], unknown: list[Utterance], vocab: Vocabulary
 ) -> None:
     """What the e2e path does to the voice (measured on audio the fake received through
     livekit-server): louder, compressed, and boosted by up to 20 dB for ~50 ms after a pause."""
@@ -181,7 +178,7 @@ def test_gain_controlled_audio_still_recognised(
 
 
 def test_silence_zeros_noise_and_unknown_speech_yield_nothing(
-    unknown: list[speech.Utterance], vocab: Vocabulary
+    unknown: list[Utterance], vocab: Vocabulary
 ) -> None:
     rng = np.random.default_rng(0)
     noise = rng.normal(0, 32768 * 10 ** (-55 / 20), 3 * RATE).astype(np.int16)
@@ -194,7 +191,7 @@ def test_silence_zeros_noise_and_unknown_speech_yield_nothing(
 
 
 def test_a_sentence_cut_by_zeros_stops_at_the_cut_and_the_next_is_heard(
-    said: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], vocab: Vocabulary
 ) -> None:
     long, nxt = said[3], said[6]  # "My brother forgot the tent poles, so we ..."
     cut = long.sentences[0].words[4].end + 0.05  # zeros from just after "tent"
@@ -208,7 +205,7 @@ def test_a_sentence_cut_by_zeros_stops_at_the_cut_and_the_next_is_heard(
 
 
 def test_a_burst_that_starts_mid_sentence_gets_the_words_from_there(
-    said: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], vocab: Vocabulary
 ) -> None:
     utt = said[1]  # "We drove up on Friday night and the roads were icy."
     words = utt.sentences[0].words
@@ -221,7 +218,7 @@ def test_a_burst_that_starts_mid_sentence_gets_the_words_from_there(
 
 
 def test_a_repeated_sentence_is_heard_each_time_and_gaps_in_the_stream_end_it(
-    said: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], vocab: Vocabulary
 ) -> None:
     utt = said[7]  # "When does the resurfacing start?"
     sc = Scenario(RATE).pause(0.2).say(utt).pause(0.2).say(utt).pause(0.5)
@@ -240,7 +237,7 @@ def test_a_repeated_sentence_is_heard_each_time_and_gaps_in_the_stream_end_it(
 
 
 def test_delay_is_configurable_and_flush_returns_what_was_heard(
-    said: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], vocab: Vocabulary
 ) -> None:
     utt = said[10]  # "Sure, the lake was the best part."
     sc = Scenario(RATE).pause(0.3).say(utt).pause(1.0)
@@ -255,7 +252,7 @@ def test_delay_is_configurable_and_flush_returns_what_was_heard(
 
 
 def test_the_check_fails_a_clock_driven_stt(
-    said: list[speech.Utterance], unknown: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], unknown: list[Utterance], vocab: Vocabulary
 ) -> None:
     """The old fake played its script from the first onset: with natural pauses its words run
     ahead of the audio, and after a cut it says what never arrived. Same scenarios, same check:
@@ -263,7 +260,7 @@ def test_the_check_fails_a_clock_driven_stt(
     sc = natural(said, unknown, 1)
     spoken = [s for s in _sentences(sc, said, unknown)]
     # the script such a fake was given: the sentences, joined with the synthesiser's gap
-    script = speech.concat(spoken, gap_s=0.25)
+    script = utterance.concat(spoken, gap_s=0.25)
     rep = judge(listen(ClockDriven(script), sc.audio), sc)
     assert any("before its audio ended" in v for v in rep.violations), rep.violations
     assert not judge(listen(Recogniser(vocab, RATE), sc.audio), sc).violations
@@ -276,7 +273,7 @@ def test_the_check_fails_a_clock_driven_stt(
     assert not judge(listen(Recogniser(vocab, RATE), sc.audio), sc).violations
 
 
-def test_vocabulary_takes_utterances_and_script_dicts_once(said: list[speech.Utterance]) -> None:
+def test_vocabulary_takes_utterances_and_script_dicts_once(said: list[Utterance]) -> None:
     v = Vocabulary()
     both = speech.synthesize(SENTENCES[:2])
     assert [e.text for e in v.add(both)] == SENTENCES[:2]
@@ -296,8 +293,8 @@ def test_vocabulary_takes_utterances_and_script_dicts_once(said: list[speech.Utt
 
 
 def _sentences(
-    sc: Scenario, said: list[speech.Utterance], unknown: list[speech.Utterance]
-) -> list[speech.Utterance]:
+    sc: Scenario, said: list[Utterance], unknown: list[Utterance]
+) -> list[Utterance]:
     by_text = {u.text: u for u in said + unknown}
     out, current = [], -1
     for w in sc.words:
