@@ -288,7 +288,6 @@ def run(quick: bool) -> dict[str, Any]:
     try:
         server = LiveKitServer(workdir / "server").start()
         fakes = Fakes(workdir).start()
-        fakes.deepgram("config", match="align")  # place each question by its sound
         fakes.deepgram("script", utterances=[u.script() for u in utts])
         cold = []
         for i in range(reps):
