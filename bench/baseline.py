@@ -17,15 +17,16 @@ from typing import Any
 
 from livekit.agents import Agent, AgentSession, JobContext, vad
 
-from services.common import config, providers
+from services.common import providers
 from services.common.session import connect_options, turn_handling
+from services.common.settings import CommonSettings
 from services.interrupter.agent import INSTRUCTIONS
 
 BARE_AGENT_NAME = "bench-bare"
 
 
 def framework_session(
-    settings: config.Settings,
+    settings: CommonSettings,
     vad_model: vad.VAD,
     *,
     discard_audio_if_uninterruptible: bool = True,
@@ -65,7 +66,7 @@ def plain_agent(*_: Any) -> Agent:
 
 async def entrypoint(ctx: JobContext) -> None:
     """A job like the interrupter's (same settings and prewarmed VAD), minus our wiring."""
-    settings: config.Settings = ctx.proc.userdata["settings"]
+    settings: CommonSettings = ctx.proc.userdata["settings"]
     session = framework_session(settings, ctx.proc.userdata["vad"], preemptive_generation=False)
     await session.start(agent=plain_agent(), room=ctx.room)
 

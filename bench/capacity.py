@@ -1,4 +1,4 @@
-"""Capacity and start-up of the real worker (tests/e2e/harness.py): a real livekit-server, the
+"""Capacity and start-up of the real worker (testkit/): a real livekit-server, the
 interrupter started exactly as the image starts it (`services/entrypoint.sh interrupter start`),
 fake providers in their own process, and users joining over real WebRTC.
 
@@ -118,7 +118,7 @@ async def _dispatch(p: Any, worker: Any, attempts: int = 3) -> float:
     load threshold, and livekit-server then drops the dispatch instead of queueing it: on a
     shared machine, wait for headroom and try again.
     """
-    from tests.e2e.harness import HarnessError
+    from testkit.polling import HarnessError
 
     for attempt in range(attempts):
         deadline = time.monotonic() + 30
@@ -149,7 +149,7 @@ async def _talk(p: Any, utts: list[Any], offset: float, stop: asyncio.Event) -> 
 
 async def _phase(server: Any, worker: Any, utts: list[Any], k: int, window_s: float
                  ) -> dict[str, Any]:
-    from tests.e2e.harness import Participant
+    from testkit.participant import Participant
 
     tag = f"{worker.name}-{int(time.time() * 1000) % 10**8}"
     participants: list[Any] = []
@@ -233,15 +233,13 @@ def _prewarm_times(workers: list[Any]) -> list[float]:
 def _bare_worker(env: dict[str, str], workdir: Path, name: str) -> Any:
     """A worker started like the interrupter's (same CLI, settings and prewarm) whose jobs run the
     bare framework session of bench.baseline."""
-    from tests.e2e.harness import PYTHON, Worker, spawn
+    from testkit.processes import PYTHON
+    from testkit.worker import Worker
 
     class BareWorker(Worker):
-        def start(self) -> BareWorker:
+        def argv(self) -> list[str]:
             Path(self.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
-            self.started_at = time.time()
-            self.proc = spawn([PYTHON, "-c", "from bench.baseline import main; main()", "start"],
-                              log=self.log_path, env=self.env)
-            return self
+            return [PYTHON, "-c", "from bench.baseline import main; main()", "start"]
 
     from .baseline import BARE_AGENT_NAME
 
@@ -250,15 +248,11 @@ def _bare_worker(env: dict[str, str], workdir: Path, name: str) -> Any:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    from tests.e2e.harness import (
-        LIVEKIT_SERVER_BIN,
-        Fakes,
-        LiveKitServer,
-        Worker,
-        wait_until,
-        worker_env,
-    )
-    from tests.support.speech import synthesize
+    from testkit.fakes_runner import Fakes
+    from testkit.livekit_server import LIVEKIT_SERVER_BIN, LiveKitServer
+    from testkit.polling import wait_until
+    from testkit.speech import synthesize
+    from testkit.worker import Worker, worker_env
 
     if not os.access(LIVEKIT_SERVER_BIN, os.X_OK):
         raise RuntimeError(f"livekit-server not found at {LIVEKIT_SERVER_BIN}: run "
@@ -294,7 +288,6 @@ def run(quick: bool) -> dict[str, Any]:
     try:
         server = LiveKitServer(workdir / "server").start()
         fakes = Fakes(workdir).start()
-        fakes.deepgram("config", match="align")  # place each question by its sound
         fakes.deepgram("script", utterances=[u.script() for u in utts])
         cold = []
         for i in range(reps):

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from services.interrupter.policy import SentenceBudget, count_sentences
-from tests.support.golden_rules import (
+from testkit.golden_rules import (
     GOLDEN_RULES,
     SENTENCE_POOL,
     SttEvent,
     build_monologue,
     deepgram_stream,
 )
-from tests.support.recipe_buffer import RecipeBuffer, recipe_count
+from testkit.recipe_buffer import RecipeBuffer, recipe_count
 
 MINUTES = (1, 5, 10)
 WINDOW_SECONDS = 30.0  # per-event costs are sampled over [minute, minute + 30 s)

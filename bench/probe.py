@@ -27,7 +27,8 @@ def main() -> None:
     import json
     import logging
 
-    from tests.support.speech import concat, synthesize
+    from testkit.speech import synthesize
+    from testkit.utterance import concat
 
     logging.disable(logging.WARNING)  # fed faster than real time, the VAD warns it is "late"
     utt = concat([synthesize(["Hello there.", "Can you help me plan a trip?"])] * 3, gap_s=1.0)

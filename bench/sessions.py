@@ -1,4 +1,4 @@
-"""Benchmarks on in-process sessions (tests/support/inproc.py): a real AgentSession with the real
+"""Benchmarks on in-process sessions (testkit/inproc.py): a real AgentSession with the real
 Silero VAD and the real deepgram/openai plugins on local fakes, espeak speech played in real time.
 
 * cut-in: our interrupter (word limit N, sentences off) against the framework's own
@@ -21,22 +21,19 @@ from typing import Any
 from livekit.agents import Agent, vad
 from livekit.plugins import silero
 
-from services.common import config
 from services.common.session_metrics import SessionMetrics
+from services.common.settings import CommonSettings
 from services.interrupter.agent import InterrupterAgent
-from tests.support.inproc import Harness, SessionFactory
-from tests.support.session_io import Segment
-from tests.support.speech import Utterance, synthesize
+from testkit.audio import Segment, merge_turns
+from testkit.inproc import Harness, SessionFactory
+from testkit.scenarios import WEEKEND
+from testkit.speech import synthesize
+from testkit.utterance import Utterance
 
 from .baseline import framework_session, plain_agent, same_options
 from .common import Row, fmt, spread
 
-MONOLOGUE = [
-    "I want to tell you about my weekend in the mountains.",
-    "We drove up on Friday night and the roads were icy.",
-    "On Saturday we hiked to the lake near the old cabin.",
-    "My brother forgot the tent poles, so we slept in the car.",
-]
+MONOLOGUE = list(WEEKEND[:4])
 # The fake Deepgram sends a final every 7 words (or at a pause), so the framework's finals-only
 # limit overshoots by however far N falls before the next final. Word limits 8..14 cover one
 # whole final period: the median is not flattered (or hurt) by one lucky choice of N.
@@ -54,21 +51,13 @@ TURN_GAP_S = 0.6  # agent audio segments closer than this are one spoken turn (p
 # --- sessions -------------------------------------------------------------------------------
 
 
-def _ours(settings: config.Settings, session_metrics: SessionMetrics | None) -> Agent:
+def _ours(settings: CommonSettings, session_metrics: SessionMetrics | None) -> Agent:
     return InterrupterAgent(settings, session_metrics)
 
 
 def _turns(segments: list[Segment], after: float) -> list[tuple[float, float | None]]:
     """Agent audio segments starting after `after`, merged across short gaps: spoken turns."""
-    turns: list[list[Any]] = []
-    for seg in segments:
-        if seg.started_at < after:
-            continue
-        if turns and turns[-1][1] is not None and seg.started_at - turns[-1][1] < TURN_GAP_S:
-            turns[-1][1] = seg.ended_at
-        else:
-            turns.append([seg.started_at, seg.ended_at])
-    return [(a, b) for a, b in turns]
+    return [(t.start, t.end) for t in merge_turns(segments, TURN_GAP_S, after)]
 
 
 # --- cut-in ---------------------------------------------------------------------------------
@@ -182,10 +171,10 @@ async def _turn_latency(h: Harness, utt: Utterance) -> float | None:
     stopped = start + utt.sentences[-1].end
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
-        after = [s for s in h.speaker.segments if s.started_at >= stopped]
+        after = [s for s in h.speaker.segments if s.start >= stopped]
         if after:
             await h.wait_quiet(0.5)
-            return after[0].started_at - stopped
+            return after[0].start - stopped
         await asyncio.sleep(0.01)
     return None
 

@@ -23,8 +23,6 @@ from .settings import CommonSettings, EnvSettings, Required, Secret
 
 # "common", or the name of the one agent (services/registry.py) a variable belongs to
 Scope = str
-# What the services annotate their settings with: every agent's model extends it.
-Settings = CommonSettings
 
 # Commands that talk to LiveKit need its credentials; `console` runs a session locally (provider
 # keys needed, LiveKit's not); `download-files` and help need nothing.

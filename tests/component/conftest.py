@@ -1,4 +1,4 @@
-"""Component tests: in-process sessions (see tests/support/inproc.py)."""
+"""Component tests: in-process sessions (see testkit/inproc.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from livekit.plugins import silero
 
-from tests.support.inproc import Harness, SessionFactory, metric
+from testkit.inproc import Harness, SessionFactory, metric
 
 __all__ = ["Harness", "metric"]
 

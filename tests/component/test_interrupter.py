@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.inproc import metric
-from tests.support.speech import synthesize
+from testkit.inproc import metric
+from testkit.scenarios import WEEKEND
+from testkit.speech import synthesize
 
 pytestmark = pytest.mark.timeout(120)
 
-MONOLOGUE = [
-    "I want to tell you about my weekend in the mountains.",
-    "We drove up on Friday night and the roads were icy.",
-    "On Saturday we hiked to the lake near the old cabin.",
-    "My brother forgot the tent poles, so we slept in the car.",
-    "Then on Sunday morning it started to snow again.",
-    "Anyway, we got home late and everyone was exhausted.",
-]
+MONOLOGUE = list(WEEKEND)
 SHORT = ["Hello there.", "Can you help me plan a trip?"]
 
 
@@ -34,16 +28,16 @@ async def test_cuts_in_once_after_the_third_sentence_while_the_user_talks(start_
     first = h.speaker.segments[0]
     third_ends = start + monologue.sentences[2].end
     fifth_starts = start + monologue.sentences[4].start
-    latency = first.started_at - third_ends
+    latency = first.start - third_ends
     print(f"\ncut-in audio {latency:.3f}s after the third sentence ended (as spoken)")
-    assert third_ends < first.started_at < fifth_starts
-    assert first.started_at < end, "the cut-in must play while the user is still talking"
+    assert third_ends < first.start < fifth_starts
+    assert first.start < end, "the cut-in must play while the user is still talking"
     assert not first.interrupted
 
     # exactly one cut-in: one LLM request (its reply), and nothing said after the user stopped
     assert h.agent.cut_ins == 1
     assert len(h.oai.chat_requests) == 1
-    assert all(seg.started_at < end for seg in h.speaker.segments), "a second reply"
+    assert all(seg.start < end for seg in h.speaker.segments), "a second reply"
     # the preface, then the reply, both spoken in full
     spoken = [s["input"] for s in h.oai.bodies("speech")]
     assert spoken[0] == h.settings.interrupt_preface and len(spoken) >= 2
@@ -92,7 +86,7 @@ async def test_short_turns_are_never_cut(start_session) -> None:
     start, end = await h.speak(short)
     await h.wait_quiet(1.5)
     assert h.agent.cut_ins == 0
-    assert len(h.speaker.segments) == 1 and h.speaker.segments[0].started_at > end
+    assert len(h.speaker.segments) == 1 and h.speaker.segments[0].start > end
 
 
 async def test_word_limit_cuts_in_mid_sentence(start_session) -> None:
@@ -103,13 +97,13 @@ async def test_word_limit_cuts_in_mid_sentence(start_session) -> None:
     await h.wait_quiet(3.0)
     assert h.agent.cut_ins == 1
     fourteenth = monologue.words[13]
-    assert h.speaker.segments[0].started_at > start + fourteenth.end
-    assert h.speaker.segments[0].started_at < start + monologue.sentences[2].start
+    assert h.speaker.segments[0].start > start + fourteenth.end
+    assert h.speaker.segments[0].start < start + monologue.sentences[2].start
 
 
 async def test_recipe_would_double_count_the_same_stream(start_session) -> None:
     """The interim stream our agent saw, replayed into the recipe's buffer, trips too early."""
-    from tests.support.recipe_buffer import RecipeBuffer
+    from testkit.recipe_buffer import RecipeBuffer
 
     monologue = synthesize(MONOLOGUE)
     h = await start_session("interrupter", script=[monologue])

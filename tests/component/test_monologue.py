@@ -12,8 +12,8 @@ import random
 
 import pytest
 
-from tests.support.inproc import Harness, metric
-from tests.support.scenarios import Monologue, monologue
+from testkit.inproc import Harness, metric
+from testkit.scenarios import Monologue, monologue
 
 pytestmark = pytest.mark.timeout(240)
 AGENT = "interrupter"
@@ -49,7 +49,7 @@ def timeline(h: Harness, start: float) -> str:
             what = f"{name.split('_')[0]} {ev.old_state} -> {ev.new_state}"
         lines.append(f"{t - start:7.2f} {what}")
     lines += [f"{t - start:7.2f} CUT IN" for t in h.agent.cut_in_times]
-    lines += [f"{s.started_at - start:7.2f} agent audio (interrupted={s.interrupted})"
+    lines += [f"{s.start - start:7.2f} agent audio (interrupted={s.interrupted})"
               for s in h.speaker.segments]
     return "\n".join(sorted(lines, key=lambda line: float(line.split()[0])))
 
@@ -59,12 +59,12 @@ def _check_one_cut_in(h: Harness, start: float, end: float) -> float:
     Returns the wall-clock time of the cut-in's first audio."""
     assert h.agent.cut_ins == 1, f"{h.agent.cut_ins} cut-ins\n{timeline(h, start)}"
     decided = h.agent.cut_in_times[0]
-    preface = next(s for s in h.speaker.segments if s.started_at >= decided)
+    preface = next(s for s in h.speaker.segments if s.start >= decided)
     assert not preface.interrupted
-    assert preface.started_at < end, "the cut-in must play while the user is still talking"
-    late = [round(s.started_at - end, 2) for s in h.speaker.segments if s.started_at > end]
+    assert preface.start < end, "the cut-in must play while the user is still talking"
+    late = [round(s.start - end, 2) for s in h.speaker.segments if s.start > end]
     assert not late, f"the agent spoke again after the monologue ended: {late}"
-    return preface.started_at
+    return preface.start
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

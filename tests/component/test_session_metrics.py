@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from tests.support.inproc import metric
-from tests.support.speech import synthesize
+from testkit.inproc import metric
+from testkit.speech import synthesize
 
 pytestmark = pytest.mark.timeout(120)
 AGENT = "interrupter"
@@ -43,7 +43,7 @@ async def test_barge_in_and_latencies(start_session) -> None:
         assert hist_count(name) >= count + 1, name
     # the response latency observed matches what the speaker heard
     q_end = h.mic.speech_started_at[0] + question.duration
-    assert h.speaker.segments[0].started_at - q_end < 3.0
+    assert h.speaker.segments[0].start - q_end < 3.0
 
 
 async def test_false_interruption_resumes_and_is_counted(start_session) -> None:

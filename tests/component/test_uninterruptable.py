@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from tests.support.inproc import Harness, metric
-from tests.support.speech import synthesize
+from testkit.inproc import Harness, metric
+from testkit.speech import synthesize
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -41,9 +41,9 @@ async def test_finishes_its_speech_while_the_user_talks_over_it(start_session, m
     await _talk_over_greeting(h, overlap)
     await h.wait_quiet(2.0)
     greeting = h.speaker.segments[0]
-    assert greeting.started_at < h.mic.speech_started_at[0]
+    assert greeting.start < h.mic.speech_started_at[0]
     assert not greeting.interrupted and greeting.pauses == 0
-    assert greeting.played == pytest.approx(len(GREETING) * MS_PER_CHAR, abs=0.3)
+    assert greeting.audio_s == pytest.approx(len(GREETING) * MS_PER_CHAR, abs=0.3)
     assert metric("voice_agent_interruptions_total", agent="uninterruptable",
                   kind="suppressed") == suppressed + 1
 
@@ -53,7 +53,7 @@ async def test_finishes_its_speech_while_the_user_talks_over_it(start_session, m
     else:  # kept: answered once the greeting has finished, after it, not over it
         assert len(h.oai.chat_requests) == 2
         assert "which entrance" in str(h.oai.chat_requests[1]["messages"])
-        assert h.speaker.segments[1].started_at >= greeting.ended_at
+        assert h.speaker.segments[1].start >= greeting.end
 
     # second and third turns are answered
     for utt, needle in ((question, "resurfacing start"), (third, "how long")):
@@ -64,4 +64,4 @@ async def test_finishes_its_speech_while_the_user_talks_over_it(start_session, m
         assert len(h.oai.chat_requests) == before + 1, f"no answer to {needle!r}"
         assert needle in str(h.oai.chat_requests[-1]["messages"][-1])
         answer = h.speaker.segments[segments]
-        assert answer.started_at > spoken_end and not answer.interrupted
+        assert answer.start > spoken_end and not answer.interrupted

@@ -3,7 +3,7 @@
 An import on the job's event loop blocks it (0.1-0.4 s each for the openai SDK's streaming types,
 measured by the framework's loop monitor on a loaded worker): audio piles up, the VAD falls
 behind the STT and the user's turn can end early. Each run is a fresh interpreter started like a
-job process (tests/support/first_call.py).
+job process (testkit/first_call.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from services.common import providers
 
 def first_call_imports(service: str, *flags: str) -> list[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.support.first_call", service, *flags],
+        [sys.executable, "-m", "testkit.first_call", service, *flags],
         capture_output=True, text=True, timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from services import registry
+from testkit.reporting import Figures
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "docker-stack.sh"
@@ -29,20 +30,11 @@ DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io CLI (see scripts/docker-sta
 AGENTS = tuple(registry.AGENTS)
 IMAGE = "voice-agents-{agent}:local"  # the names docker-compose.yml gives the agent images
 
-FIGURES: list[str] = []
-
-
-def figure(line: str) -> None:
-    """A measured figure: printed now and repeated in the terminal summary."""
-    FIGURES.append(line)
-    print(f"[docker] {line}", flush=True)
+figure = Figures("docker")  # a measured figure: printed now, repeated in the terminal summary
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if FIGURES:
-        terminalreporter.section("docker figures")
-        for line in FIGURES:
-            terminalreporter.write_line(line)
+    figure.summarise(terminalreporter, "docker figures")
 
 
 def script(*args: str, timeout: float = 1800) -> str:

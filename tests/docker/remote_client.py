@@ -5,8 +5,8 @@ host. It dispatches the uninterruptable agent and listens for its greeting.
 
     python -m tests.docker.remote_client <host address> <room>   (prints one JSON line)
 
-Run by tests/docker/test_node_ip.py from the interrupter image with tests/ mounted (the image has
-the livekit SDK and numpy; this module imports nothing of pytest).
+Run by tests/docker/test_node_ip.py from the interrupter image with tests/ and testkit/ mounted
+(the image has the livekit SDK and numpy; this module imports nothing of pytest or services/).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import time
 
 from livekit import api
 
-from tests.e2e.harness import HarnessError, Participant, http_get
+from testkit.participant import Participant
+from testkit.polling import HarnessError
+from testkit.processes import http_get
 
 API_KEY, API_SECRET = "devkey", "secret"  # docker-compose.yml's defaults
 

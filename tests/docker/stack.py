@@ -14,8 +14,9 @@ from typing import Any
 
 from livekit import api
 
-from tests.e2e.harness import LiveKitServer, Participant
-from tests.fakes import Control
+from testkit.fakes import Control
+from testkit.livekit_server import LiveKitServer
+from testkit.participant import Participant
 
 from .conftest import REPO, Docker
 

@@ -47,9 +47,11 @@ def remote_call(stack: Stack, host_ip: str, listen_s: float) -> dict[str, Any]:
     assert stack.openai is not None
     stack.reset_fakes()
     stack.openai("reply", replies=[GREETING])
-    # tests/ from the checkout, services/ (which the harness imports) from the image built of it
+    # tests/ and testkit/ from the checkout (the client's participant is testkit's), services/
+    # from the image built of it
     r = stack.docker.run(
         "run", "--rm", "--network", "bridge", "-v", f"{REPO / 'tests'}:/repo/tests:ro",
+        "-v", f"{REPO / 'testkit'}:/repo/testkit:ro",
         "-w", "/repo", "-e", "PYTHONPATH=/repo:/app", "--entrypoint", "python",
         IMAGE.format(agent="interrupter"), "-m", "tests.docker.remote_client", host_ip,
         room_name("remote"), str(listen_s), timeout=120)

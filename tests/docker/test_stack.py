@@ -21,12 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.harness import (
-    HarnessError,
-    http_get,
-    speech,
-    wait_for,
-)
+from testkit.polling import HarnessError, wait_for
+from testkit.processes import http_get
+from testkit.reporting import speech
 from tests.e2e.test_browser import browse, check_cut_in, check_greeting, monologue_wav
 from tests.e2e.test_interrupter import MONOLOGUE  # the same caller as the e2e cut-in test
 

@@ -1,4 +1,28 @@
-"""Fixtures of the end-to-end suite; the harness API is documented in harness.py."""
+"""Fixtures of the end-to-end suite, on testkit (a real livekit-server, the real worker processes,
+a real WebRTC participant; only the cloud providers are fake). Everything binds to 127.0.0.1 and
+picks free ports (a developer's own livekit-server on 7880 keeps running); fixtures stop what
+they start.
+
+  e2e_dir             session work dir: server configs, logs, metrics dirs (printed on failure)
+  fakes               `testkit.fakes_runner.Fakes`, a process per provider; `.openai` and
+                      `.deepgram` are `Control` clients (scripts, replies, faults, state);
+                      openai_requests(endpoint, since) filters the fake's request log;
+                      reset() before every test that uses it (autouse `_fresh_fakes`; the
+                      fakes' config knobs are not reset: restore what you change)
+  lk_server           `LiveKitServer` shared by the session (dev mode, free TCP + UDP port)
+  interrupter         long-lived `Worker` for agent "interrupter" on lk_server (session scope)
+  uninterruptable     the same for "uninterruptable"
+  start_worker        factory: `start_worker(agent, server=..., env={...}, wait=True) -> Worker`;
+                      for tests that kill or drain workers; stopped at test teardown
+  start_lk_server     factory for an isolated `LiveKitServer` (restart tests); stopped at teardown
+  participant         factory: `async with participant(server, room) as p:` a joined
+                      `Participant`, disconnected at exit
+  room_name           a room name unique to the test and run
+
+In async tests never block the event loop for long (time.sleep, wait_until, wait_ready): the
+microphone and the agent-audio monitor run on it. Start processes from the main thread (fixtures,
+or start_worker(..., wait=False) then `await w.ready()`).
+"""
 
 from __future__ import annotations
 
@@ -12,23 +36,15 @@ from typing import Any
 
 import pytest
 
-from .harness import (
-    AGENTS,
-    REPORTED,
-    Fakes,
-    LiveKitServer,
-    Participant,
-    Worker,
-    report,
-    worker_env,
-)
+from testkit.fakes_runner import Fakes
+from testkit.livekit_server import LiveKitServer
+from testkit.participant import Participant
+from testkit.reporting import report
+from testkit.worker import AGENTS, Worker, worker_env
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if REPORTED:
-        terminalreporter.section("e2e figures")
-        for line in REPORTED:
-            terminalreporter.write_line(line)
+    report.summarise(terminalreporter, "e2e figures")
 
 
 _ISOLATED = {"start_worker", "start_lk_server"}

@@ -19,24 +19,21 @@ from typing import Any
 
 import pytest
 
-from .harness import (
-    API_KEY,
-    API_SECRET,
+from testkit.fakes_runner import Fakes
+from testkit.livekit_server import API_KEY, API_SECRET, LiveKitServer
+from testkit.polling import wait_until
+from testkit.processes import (
     PYTHON,
     REPO,
     SETUP_HINT,
-    Fakes,
-    LiveKitServer,
-    Worker,
     free_port,
     http_get,
-    report,
     spawn,
-    speech,
     tail,
     terminate,
-    wait_until,
 )
+from testkit.reporting import report, speech
+from testkit.worker import Worker
 
 WEB = REPO / "web"
 CHROMIUM = os.environ.get("CHROMIUM_BIN") or shutil.which("chromium") or "/usr/bin/chromium"

@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 
-from .harness import Fakes, LiveKitServer, Worker, report, speech, wait_for
+from testkit.fakes_runner import Fakes
+from testkit.livekit_server import LiveKitServer
+from testkit.polling import wait_for
+from testkit.reporting import report, speech
+from testkit.worker import Worker
 
 # its own agent name: the session's long-lived workers on the same server must not take the jobs
 AGENT_NAME = "drain-test"

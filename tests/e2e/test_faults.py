@@ -32,17 +32,13 @@ from typing import Any
 import pytest
 from livekit import rtc
 
-from .harness import (
-    Fakes,
-    LiveKitServer,
-    Participant,
-    Segment,
-    Worker,
-    report,
-    running_worker,
-    speech,
-    wait_for,
-)
+from testkit.audio import Segment
+from testkit.fakes_runner import Fakes
+from testkit.livekit_server import LiveKitServer
+from testkit.participant import Participant
+from testkit.polling import wait_for
+from testkit.reporting import report, speech
+from testkit.worker import Worker, running_worker
 
 AGENT_NAME = "faults-interrupter"  # the session's shared interrupter must not take these jobs
 TIMEOUT_S = 3

@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
-from .harness import Fakes, LiveKitServer, Worker, report, speech
+from testkit.fakes_runner import Fakes
+from testkit.livekit_server import LiveKitServer
+from testkit.reporting import report, speech
+from testkit.worker import Worker
 
 MONOLOGUE = [
     "I want to tell you about my weekend trip to the mountains.",

@@ -41,17 +41,12 @@ from typing import Any
 
 import pytest
 
-from .harness import (
-    Fakes,
-    LiveKitServer,
-    Participant,
-    Worker,
-    report,
-    running_worker,
-    speech,
-    wait_for,
-    wait_until,
-)
+from testkit.fakes_runner import Fakes
+from testkit.livekit_server import LiveKitServer
+from testkit.participant import Participant
+from testkit.polling import wait_for, wait_until
+from testkit.reporting import report, speech
+from testkit.worker import Worker, running_worker
 
 SESSIONS = int(os.environ.get("E2E_LOAD_SESSIONS", "6"))
 AGENT_NAME = "load-interrupter"
@@ -211,7 +206,7 @@ def load_worker(e2e_dir: Path, lk_server: LiveKitServer, fakes: Fakes) -> Iterat
 
 def _stage_means(text: str) -> dict[str, float | None]:
     """Mean of each latency histogram of the worker (it served only this test's sessions)."""
-    from .harness import metric_value
+    from testkit.worker import metric_value
 
     out: dict[str, float | None] = {}
     for stage in ("end_of_utterance_delay", "stt_delay", "llm_ttft", "tts_ttfb",
@@ -232,7 +227,7 @@ def coarse_callers(monkeypatch: pytest.MonkeyPatch) -> None:
     """The callers are load generators here: 40 ms frames instead of 10-20 ms cut their Python
     work per second of audio (each frame is a round trip through livekit-rtc's FFI) to a third,
     and answers measured in seconds need no finer clock."""
-    from .harness import AudioMonitor, Microphone
+    from testkit.webrtc_audio import AudioMonitor, Microphone
 
     monkeypatch.setattr(Microphone, "FRAME_MS", 40)
     monkeypatch.setattr(AudioMonitor, "FRAME_MS", 40)

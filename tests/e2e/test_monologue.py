@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.scenarios import monologue
-
-from .harness import Fakes, LiveKitServer, Worker, report
+from testkit.fakes_runner import Fakes
+from testkit.livekit_server import LiveKitServer
+from testkit.reporting import report
+from testkit.scenarios import monologue
+from testkit.worker import Worker
 
 TALKED_OVER = ("barge_in", "preempted")
 SEED = 5

@@ -31,27 +31,14 @@ from typing import Any
 import pytest
 import yaml
 
+from testkit.fakes_runner import Fakes
+from testkit.livekit_server import LiveKitServer
+from testkit.participant import Participant
+from testkit.polling import HarnessError, wait_for, wait_until
+from testkit.processes import REPO, free_port, http_get, require_tool, spawn, tail, terminate
+from testkit.reporting import report, speech
+from testkit.worker import Worker, running_worker
 from tests.support.promql import dashboard_queries
-
-from .harness import (
-    REPO,
-    Fakes,
-    HarnessError,
-    LiveKitServer,
-    Participant,
-    Worker,
-    free_port,
-    http_get,
-    report,
-    require_tool,
-    running_worker,
-    spawn,
-    speech,
-    tail,
-    terminate,
-    wait_for,
-    wait_until,
-)
 
 PROMETHEUS_BIN = Path(shutil.which("prometheus") or "/usr/bin/prometheus")
 RULES = REPO / "deploy/prometheus/rules"

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from .harness import AGENTS, LiveKitServer, Worker, report
+from testkit.livekit_server import LiveKitServer
+from testkit.reporting import report
+from testkit.worker import AGENTS, Worker
 
 
 @pytest.mark.slow

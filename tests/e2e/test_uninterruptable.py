@@ -11,17 +11,12 @@ from typing import Any
 
 import pytest
 
-from .harness import (
-    Fakes,
-    LiveKitServer,
-    Participant,
-    Segment,
-    Spoken,
-    Worker,
-    report,
-    running_worker,
-    speech,
-)
+from testkit.audio import Segment
+from testkit.fakes_runner import Fakes
+from testkit.livekit_server import LiveKitServer
+from testkit.participant import Participant, Spoken
+from testkit.reporting import report, speech
+from testkit.worker import Worker, running_worker
 
 # Scripted as the LLM's first answer (the greeting): long enough to talk over.
 GREETING = (
@@ -36,7 +31,7 @@ SUPPRESSED = {"agent": "uninterruptable", "kind": "suppressed"}
 
 def tts_seconds(fakes: Fakes, since: float) -> tuple[float, list[str]]:
     """Audio the fake TTS produced for requests after `since`: its tone lasts
-    `tts_ms_per_char` per input character (at least 0.1 s), see tests/fakes/openai_server.py."""
+    `tts_ms_per_char` per input character (at least 0.1 s), see testkit/fakes/openai_server.py."""
     state = fakes.openai.state()
     per_char = state["config"]["tts_ms_per_char"] / 1000
     texts = [r["body"]["input"] for r in state["requests"]

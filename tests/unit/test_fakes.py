@@ -23,17 +23,17 @@ from livekit.agents import llm as lk_llm
 from livekit.agents import stt as lk_stt
 from livekit.plugins import deepgram, openai
 
-from tests.fakes import Control
-from tests.fakes.deepgram_server import FakeDeepgram
-from tests.fakes.openai_server import FakeOpenAI, default_reply
-from tests.support import speech
+from testkit import speech, utterance
+from testkit.fakes import Control
+from testkit.fakes.deepgram_server import FakeDeepgram
+from testkit.fakes.openai_server import FakeOpenAI, default_reply
 
 REPO = Path(__file__).resolve().parents[2]
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=2.0)
 
 
 @pytest.fixture(scope="module")
-def utterances() -> tuple[speech.Utterance, speech.Utterance]:
+def utterances() -> tuple[utterance.Utterance, utterance.Utterance]:
     long = speech.synthesize(
         [
             "Hello there, my name is Alice.",
@@ -48,7 +48,7 @@ def utterances() -> tuple[speech.Utterance, speech.Utterance]:
 # --- speech -----------------------------------------------------------------------------------
 
 
-def test_synthesize_timings_match_the_audio(utterances: tuple[speech.Utterance, ...]) -> None:
+def test_synthesize_timings_match_the_audio(utterances: tuple[utterance.Utterance, ...]) -> None:
     utt = utterances[0]
     assert utt.sample_rate == 48000 and utt.pcm.dtype == np.int16
     assert utt.text.startswith("Hello there, my name is Alice. I would")
@@ -56,9 +56,9 @@ def test_synthesize_timings_match_the_audio(utterances: tuple[speech.Utterance, 
     for s in utt.sentences:
         # each sentence's audio begins/ends at its timing (to a window), silence around it
         a, b = round(s.start * 48000), round(s.end * 48000)
-        inner = speech.voiced_bounds(utt.pcm[a:b], 48000)
+        inner = utterance.voiced_bounds(utt.pcm[a:b], 48000)
         assert inner is not None and inner[0] < 0.03 and (b - a) / 48000 - inner[1] < 0.03
-        assert speech.voiced_bounds(utt.pcm[b : b + 9600], 48000) is None  # 0.2 s of the gap
+        assert utterance.voiced_bounds(utt.pcm[b : b + 9600], 48000) is None  # 0.2 s of the gap
         starts = [w.start for w in s.words]
         assert starts == sorted(starts) and s.words[0].start == pytest.approx(s.start)
         assert s.words[-1].end == pytest.approx(s.end)
@@ -79,12 +79,12 @@ def test_synthesize_is_cached_on_disk(tmp_path: Path, monkeypatch: pytest.Monkey
     assert np.array_equal(first.pcm, again.pcm) and first.sentences == again.sentences
 
 
-def test_frames_and_resample(utterances: tuple[speech.Utterance, ...]) -> None:
+def test_frames_and_resample(utterances: tuple[utterance.Utterance, ...]) -> None:
     utt = utterances[1]
     frames = utt.frames(10, sample_rate=16000)
     assert all(f.samples_per_channel == 160 and f.sample_rate == 16000 for f in frames)
     assert len(frames) == -(-round(utt.duration * 16000) // 160)
-    assert len(speech.chunks(utt.pcm, 48000, 20)[0]) == 960
+    assert len(utterance.chunks(utt.pcm, 48000, 20)[0]) == 960
     padded = utt.padded(0.5, 0.25)
     assert padded.duration == pytest.approx(utt.duration + 0.75, abs=1e-3)
     assert padded.onset == pytest.approx(0.5)
@@ -228,7 +228,7 @@ async def test_tts_can_speak_with_espeak(oai: FakeOpenAI) -> None:
     try:
         async with tts.synthesize("Real speech, please.") as stream:
             pcm = np.concatenate([np.frombuffer(ev.frame.data, np.int16) async for ev in stream])
-        bounds = speech.voiced_bounds(pcm, 24000)
+        bounds = utterance.voiced_bounds(pcm, 24000)
         assert bounds is not None and 0.8 < bounds[1] - bounds[0] < 2.5
     finally:
         await tts.aclose()
@@ -248,7 +248,7 @@ async def test_tts_fault_is_a_status_error(oai: FakeOpenAI) -> None:
 
 
 async def test_transcriptions_return_the_scripted_text(
-    oai: FakeOpenAI, utterances: tuple[speech.Utterance, ...]
+    oai: FakeOpenAI, utterances: tuple[utterance.Utterance, ...]
 ) -> None:
     oai.transcripts.append("Thanks a lot, that is all.")
     stt = openai.STT(base_url=oai.base_url, api_key="fake", use_realtime=False)
@@ -318,7 +318,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 async def _run_stream(
     stream: deepgram.stt.SpeechStream,
-    audio: list[speech.Utterance],
+    audio: list[utterance.Utterance],
     *,
     turns: int,
     pace: float = 0.002,
@@ -356,7 +356,7 @@ def _finals(events: list[lk_stt.SpeechEvent]) -> list[str]:
 
 
 async def test_deepgram_streams_interims_and_finals_for_the_speech_heard(
-    dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[speech.Utterance, ...]
+    dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[utterance.Utterance, ...]
 ) -> None:
     long, short = utterances
     dg.know([short, long])  # what may be said, in no particular order
@@ -399,7 +399,7 @@ async def test_deepgram_streams_interims_and_finals_for_the_speech_heard(
 
 
 async def test_deepgram_every_connection_transcribes_what_it_hears(
-    dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[speech.Utterance, ...]
+    dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[utterance.Utterance, ...]
 ) -> None:
     long, short = utterances
     dg.know([long, short])
@@ -419,7 +419,7 @@ async def test_deepgram_every_connection_transcribes_what_it_hears(
 
 
 async def test_deepgram_transcribes_only_what_was_heard(
-    dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[speech.Utterance, ...]
+    dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[utterance.Utterance, ...]
 ) -> None:
     long, short = utterances
     dg.know([long, short])
@@ -427,8 +427,8 @@ async def test_deepgram_transcribes_only_what_was_heard(
     # of the third is replaced by zeros, and an unknown sentence follows
     rate = long.sample_rate
     a, b = round(long.sentences[1].start * rate), round(long.sentences[2].start * rate)
-    tail = speech.Utterance(long.pcm[a:b], rate, ())
-    third = speech.Utterance(long.pcm[b:].copy(), rate, ())
+    tail = utterance.Utterance(long.pcm[a:b], rate, ())
+    third = utterance.Utterance(long.pcm[b:].copy(), rate, ())
     third.pcm.flags.writeable = True
     third.pcm[round(0.6 * rate) :] = 0
     other = speech.synthesize(["Completely unrelated words are spoken here."])
@@ -447,7 +447,7 @@ async def test_deepgram_transcribes_only_what_was_heard(
 
 
 async def test_deepgram_drop_mid_utterance_reconnects_and_continues(
-    dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[speech.Utterance, ...]
+    dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[utterance.Utterance, ...]
 ) -> None:
     long, short = utterances
     dg.know([long, short])
@@ -486,7 +486,7 @@ async def test_deepgram_refused_connection_is_a_status_error(
 
 
 async def test_deepgram_raw_protocol_auth_finalize_and_close(
-    dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[speech.Utterance, ...]
+    dg: FakeDeepgram, http: aiohttp.ClientSession, utterances: tuple[utterance.Utterance, ...]
 ) -> None:
     short = utterances[1]
     dg.know([short])
@@ -517,7 +517,7 @@ def test_main_runs_both_fakes_until_sigterm(tmp_path: Path) -> None:
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"openai": {"replies": ["Hi from the file."]}}))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes", "--script-file", str(script)],
+        [sys.executable, "-m", "testkit.fakes", "--script-file", str(script)],
         cwd=REPO,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

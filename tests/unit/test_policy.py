@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.interrupter.policy import SentenceBudget, count_sentences
-from tests.support.golden_rules import GOLDEN_RULES, GoldenCase
+from testkit.golden_rules import GOLDEN_RULES, GoldenCase
 
 # The one case our rules get wrong, on purpose kept in the set: after "U.S." a capitalised word
 # is either a proper noun ("U.S. Navy") or a new sentence ("U.S. Most of..."); we only split

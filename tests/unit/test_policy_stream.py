@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tests.support.recipe_buffer as recipe_module
+import testkit.recipe_buffer as recipe_module
 from services.interrupter import policy
 from services.interrupter.policy import SentenceBudget, count_sentences
-from tests.support.golden_rules import SENTENCE_POOL, SttEvent, build_monologue, deepgram_stream
-from tests.support.recipe_buffer import RecipeBuffer
+from testkit.golden_rules import SENTENCE_POOL, SttEvent, build_monologue, deepgram_stream
+from testkit.recipe_buffer import RecipeBuffer
 
 
 class Budget(Protocol):

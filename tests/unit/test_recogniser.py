@@ -9,8 +9,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests.fakes.heard_check import Report, Scenario, check_heard
-from tests.fakes.recogniser import (
+from testkit import speech, utterance
+from testkit.audio import rms_dbfs, window_rms_dbfs
+from testkit.fakes.heard_check import Report, Scenario, check_heard
+from testkit.fakes.recogniser import (
     WINDOW_S,
     Heard,
     Recogniser,
@@ -18,17 +20,13 @@ from tests.fakes.recogniser import (
     Tick,
     Vocabulary,
 )
-from tests.support import speech
+from testkit.scenarios import WEEKEND
+from testkit.utterance import Utterance
 
 RATE = 16000
 DELAY = 0.25
 SENTENCES = [
-    "I want to tell you about my weekend in the mountains.",
-    "We drove up on Friday night and the roads were icy.",
-    "On Saturday we hiked to the lake near the old cabin.",
-    "My brother forgot the tent poles, so we slept in the car.",
-    "Then on Sunday morning it started to snow again.",
-    "Anyway, we got home late and everyone was exhausted.",
+    *WEEKEND,
     "Can you help me plan a trip?",
     "When does the resurfacing start?",
     "What should I pack for my next trip?",
@@ -43,17 +41,17 @@ UNKNOWN = [
 
 
 @pytest.fixture(scope="module")
-def said() -> list[speech.Utterance]:
+def said() -> list[Utterance]:
     return [speech.synthesize([s]) for s in SENTENCES]
 
 
 @pytest.fixture(scope="module")
-def unknown() -> list[speech.Utterance]:
+def unknown() -> list[Utterance]:
     return [speech.synthesize([s]) for s in UNKNOWN]
 
 
 @pytest.fixture(scope="module")
-def vocab(said: list[speech.Utterance]) -> Vocabulary:
+def vocab(said: list[Utterance]) -> Vocabulary:
     v = Vocabulary()
     for u in said:
         v.add(u)
@@ -77,7 +75,7 @@ def judge(heard: list[tuple[float, Heard]], sc: Scenario, delay: float = DELAY) 
     return check_heard([(t, w.text, w.start) for t, w in heard], sc.words, delay=delay)
 
 
-def natural(said: list[speech.Utterance], unknown: list[speech.Utterance], seed: int) -> Scenario:
+def natural(said: list[Utterance], unknown: list[Utterance], seed: int) -> Scenario:
     """Sentences in random order, some repeated, an unknown one among them, pauses 0.2-1.5 s."""
     rng = random.Random(seed)
     sc = Scenario(RATE).pause(rng.uniform(0.1, 0.6))
@@ -93,7 +91,7 @@ class ClockDriven:
     """The old fake's behaviour: from the first onset, play the script on its own clock (with
     the same delay), whatever the audio does after that."""
 
-    def __init__(self, script: speech.Utterance, delay: float = DELAY) -> None:
+    def __init__(self, script: Utterance, delay: float = DELAY) -> None:
         self.words = [
             (w, s.end if w is s.words[-1] else w.end) for s in script.sentences for w in s.words
         ]
@@ -104,7 +102,7 @@ class ClockDriven:
         self.onset: float | None = None
 
     def push(self, pcm: np.ndarray) -> Iterator[Tick]:
-        levels = speech.window_rms_dbfs(pcm, RATE)
+        levels = window_rms_dbfs(pcm, RATE)
         for level in levels:
             self.n += 1
             t = self.n * WINDOW_S
@@ -128,7 +126,7 @@ class ClockDriven:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_words_come_only_after_their_audio_in_any_order(
-    said: list[speech.Utterance], unknown: list[speech.Utterance], vocab: Vocabulary, seed: int
+    said: list[Utterance], unknown: list[Utterance], vocab: Vocabulary, seed: int
 ) -> None:
     sc = natural(said, unknown, seed)
     rec = Recogniser(vocab, RATE)
@@ -142,18 +140,18 @@ def test_words_come_only_after_their_audio_in_any_order(
 
 
 def test_opus_round_trip_still_recognised(
-    said: list[speech.Utterance], unknown: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], unknown: list[Utterance], vocab: Vocabulary
 ) -> None:
     av = pytest.importorskip("av")
     sc = natural(said, unknown, 4)
-    audio = speech.resample(_opus(av, speech.resample(sc.audio, RATE, 48000)), 48000, RATE)
+    audio = utterance.resample(_opus(av, utterance.resample(sc.audio, RATE, 48000)), 48000, RATE)
     rep = judge(listen(Recogniser(vocab, RATE), audio), sc)
     assert not rep.violations, rep.violations
     assert rep.recall >= 0.9
 
 
 def test_noisy_lowpassed_audio_still_recognised(
-    said: list[speech.Utterance], unknown: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], unknown: list[Utterance], vocab: Vocabulary
 ) -> None:
     sc = natural(said, unknown, 5)
     rng = np.random.default_rng(5)
@@ -166,7 +164,7 @@ def test_noisy_lowpassed_audio_still_recognised(
 
 
 def test_gain_controlled_audio_still_recognised(
-    said: list[speech.Utterance], unknown: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], unknown: list[Utterance], vocab: Vocabulary
 ) -> None:
     """What the e2e path does to the voice (measured on audio the fake received through
     livekit-server): louder, compressed, and boosted by up to 20 dB for ~50 ms after a pause."""
@@ -180,7 +178,7 @@ def test_gain_controlled_audio_still_recognised(
 
 
 def test_silence_zeros_noise_and_unknown_speech_yield_nothing(
-    unknown: list[speech.Utterance], vocab: Vocabulary
+    unknown: list[Utterance], vocab: Vocabulary
 ) -> None:
     rng = np.random.default_rng(0)
     noise = rng.normal(0, 32768 * 10 ** (-55 / 20), 3 * RATE).astype(np.int16)
@@ -193,7 +191,7 @@ def test_silence_zeros_noise_and_unknown_speech_yield_nothing(
 
 
 def test_a_sentence_cut_by_zeros_stops_at_the_cut_and_the_next_is_heard(
-    said: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], vocab: Vocabulary
 ) -> None:
     long, nxt = said[3], said[6]  # "My brother forgot the tent poles, so we ..."
     cut = long.sentences[0].words[4].end + 0.05  # zeros from just after "tent"
@@ -207,7 +205,7 @@ def test_a_sentence_cut_by_zeros_stops_at_the_cut_and_the_next_is_heard(
 
 
 def test_a_burst_that_starts_mid_sentence_gets_the_words_from_there(
-    said: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], vocab: Vocabulary
 ) -> None:
     utt = said[1]  # "We drove up on Friday night and the roads were icy."
     words = utt.sentences[0].words
@@ -220,7 +218,7 @@ def test_a_burst_that_starts_mid_sentence_gets_the_words_from_there(
 
 
 def test_a_repeated_sentence_is_heard_each_time_and_gaps_in_the_stream_end_it(
-    said: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], vocab: Vocabulary
 ) -> None:
     utt = said[7]  # "When does the resurfacing start?"
     sc = Scenario(RATE).pause(0.2).say(utt).pause(0.2).say(utt).pause(0.5)
@@ -239,7 +237,7 @@ def test_a_repeated_sentence_is_heard_each_time_and_gaps_in_the_stream_end_it(
 
 
 def test_delay_is_configurable_and_flush_returns_what_was_heard(
-    said: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], vocab: Vocabulary
 ) -> None:
     utt = said[10]  # "Sure, the lake was the best part."
     sc = Scenario(RATE).pause(0.3).say(utt).pause(1.0)
@@ -254,7 +252,7 @@ def test_delay_is_configurable_and_flush_returns_what_was_heard(
 
 
 def test_the_check_fails_a_clock_driven_stt(
-    said: list[speech.Utterance], unknown: list[speech.Utterance], vocab: Vocabulary
+    said: list[Utterance], unknown: list[Utterance], vocab: Vocabulary
 ) -> None:
     """The old fake played its script from the first onset: with natural pauses its words run
     ahead of the audio, and after a cut it says what never arrived. Same scenarios, same check:
@@ -262,7 +260,7 @@ def test_the_check_fails_a_clock_driven_stt(
     sc = natural(said, unknown, 1)
     spoken = [s for s in _sentences(sc, said, unknown)]
     # the script such a fake was given: the sentences, joined with the synthesiser's gap
-    script = speech.concat(spoken, gap_s=0.25)
+    script = utterance.concat(spoken, gap_s=0.25)
     rep = judge(listen(ClockDriven(script), sc.audio), sc)
     assert any("before its audio ended" in v for v in rep.violations), rep.violations
     assert not judge(listen(Recogniser(vocab, RATE), sc.audio), sc).violations
@@ -275,7 +273,7 @@ def test_the_check_fails_a_clock_driven_stt(
     assert not judge(listen(Recogniser(vocab, RATE), sc.audio), sc).violations
 
 
-def test_vocabulary_takes_utterances_and_script_dicts_once(said: list[speech.Utterance]) -> None:
+def test_vocabulary_takes_utterances_and_script_dicts_once(said: list[Utterance]) -> None:
     v = Vocabulary()
     both = speech.synthesize(SENTENCES[:2])
     assert [e.text for e in v.add(both)] == SENTENCES[:2]
@@ -295,8 +293,8 @@ def test_vocabulary_takes_utterances_and_script_dicts_once(said: list[speech.Utt
 
 
 def _sentences(
-    sc: Scenario, said: list[speech.Utterance], unknown: list[speech.Utterance]
-) -> list[speech.Utterance]:
+    sc: Scenario, said: list[Utterance], unknown: list[Utterance]
+) -> list[Utterance]:
     by_text = {u.text: u for u in said + unknown}
     out, current = [], -1
     for w in sc.words:
@@ -311,7 +309,7 @@ def _gain_control(pcm: np.ndarray) -> np.ndarray:
     """A crude AGC per 10 ms window: +6 dB, 0.7:1 compression, a decaying boost after pauses."""
     n = round(WINDOW_S * RATE)
     x = pcm[: len(pcm) // n * n].astype(np.float64).reshape(-1, n)
-    level = 20 * np.log10(np.maximum(np.sqrt((x * x).mean(axis=1)) / 32768.0, 1e-6))
+    level = rms_dbfs(x)
     gain_db = np.zeros(len(level))
     silent_run, since = 100, 100  # windows of silence so far, windows since voice resumed
     for i, db in enumerate(level):

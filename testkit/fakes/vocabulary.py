@@ -1,8 +1,8 @@
 """What a test STT can recognise: the sentences a scenario may say, with words and levels.
 
-`Vocabulary.add` takes a `speech.Utterance` or its `.script()` dict (also as JSON from another
+`Vocabulary.add` takes a testkit `Utterance` or its `.script()` dict (also as JSON from another
 process). Each sentence becomes one `Entry`: its exact duration (trimmed audio), its words with
-espeak's approximate timings (see tests/support/speech.py) and its level envelope: 10 ms windows
+espeak's approximate timings (see testkit/speech.py) and its level envelope: 10 ms windows
 at four 2.5 ms phases from the script's "levels" (received windows fall anywhere on the
 sentence), or one phase cut from an older script's whole "envelope".
 """
@@ -56,7 +56,7 @@ class Vocabulary:
         self.entries: list[Entry] = []
 
     def add(self, utterance: Any) -> list[Entry]:
-        """A `speech.Utterance`, its `.script()` dict, or such a dict from JSON."""
+        """A `testkit.utterance.Utterance`, its `.script()` dict, or such a dict from JSON."""
         data = utterance.script() if hasattr(utterance, "script") else utterance
         whole = data.get("envelope")
         added = []

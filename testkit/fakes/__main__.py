@@ -1,6 +1,6 @@
 """Run the provider fakes in their own process for end-to-end tests.
 
-    python -m tests.fakes --openai-port 0 --deepgram-port 0 --script-file script.json
+    python -m testkit.fakes --openai-port 0 --deepgram-port 0 --script-file script.json
 
 Prints one JSON line once both listen (with `--only openai` or `--only deepgram`, one fake and
 its two keys: the e2e harness runs each in a process of its own, so the STT fake's recogniser
@@ -8,14 +8,14 @@ never delays an LLM request):
     {"openai_base_url": "http://127.0.0.1:P/v1", "openai_control": "http://127.0.0.1:P/_control",
      "deepgram_base_url": "ws://127.0.0.1:Q/v1/listen", "deepgram_control": "...", "pid": N}
 and runs until SIGTERM/SIGINT, or until stdin closes when stdin is a pipe (so a test harness
-that dies takes the fakes with it). Steer it with `tests.fakes.Control(<control url>)`.
+that dies takes the fakes with it). Steer it with `testkit.fakes.Control(<control url>)`.
 
 The script file is either a list (what the user may say: the Deepgram fake's vocabulary) or
     {"deepgram": {"know": [...], "config": {...}},
      "openai": {"replies": [...], "transcripts": [...], "config": {...}}}
 ("script" and "queue" of older files add to the vocabulary too). An utterance is an
 `Utterance.script()` dict, or a plain list of sentences, synthesised here with
-`tests.support.speech.synthesize` defaults (the test playing the same sentences with the same
+`testkit.speech.synthesize` defaults (the test playing the same sentences with the same
 defaults gets the same audio, from the same cache).
 """
 
@@ -32,14 +32,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import apply_config
 from .deepgram_server import FakeDeepgram
+from .faults import apply_config
 from .openai_server import FakeOpenAI
 
 
 def _utterance(item: Any) -> Any:
     if isinstance(item, list) and all(isinstance(s, str) for s in item):
-        from tests.support import speech
+        from testkit import speech
 
         return speech.synthesize(item)
     return item
@@ -114,7 +114,7 @@ async def _watch_stdin(stop: asyncio.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.fakes", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m testkit.fakes", description=__doc__.split("\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--openai-port", type=int, default=0)
     p.add_argument("--deepgram-port", type=int, default=0)

@@ -1,9 +1,9 @@
-"""`python -m tests.support.first_call SERVICE [--no-prewarm]`: the modules a job process imports
+"""`python -m testkit.first_call SERVICE [--no-prewarm]`: the modules a job process imports
 during its first call, as a JSON list on stdout.
 
 Run in a fresh interpreter that starts like a job process: the modules the worker's forkserver
 preloads, the service's agent module, then the prewarm (unless --no-prewarm). The call is an
-in-process session (tests/support/inproc.py): the session and its providers are built, the agent
+in-process session (testkit/inproc.py): the session and its providers are built, the agent
 speaks first if it does, the user says one sentence and the agent answers it. Whatever is imported
 in that window was imported on the job's event loop while a caller waited.
 """
@@ -31,8 +31,8 @@ class _Proc:
 
 
 async def _call(service: str, vad: Any) -> list[str]:
-    from tests.support.inproc import SessionFactory
-    from tests.support.speech import synthesize
+    from testkit.inproc import SessionFactory
+    from testkit.speech import synthesize
 
     utt = synthesize(["What is the weather like today?"])
     async with SessionFactory(vad) as start:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tests.support import speech
+from testkit import utterance
 
 from .recogniser import normalise
 
@@ -61,7 +61,7 @@ class Scenario:
 
     def say(
         self,
-        utt: speech.Utterance,
+        utt: utterance.Utterance,
         *,
         cut_at: float | None = None,
         from_s: float = 0.0,
@@ -71,7 +71,7 @@ class Scenario:
         """Speak `utt` (seconds from its first sample), optionally only from `from_s`, and with
         zeros instead of its audio from `cut_at` (what the framework sends while discarding),
         or with nothing at all (`dropped`: the stream jumps to what follows)."""
-        pcm = speech.resample(utt.pcm, utt.sample_rate, self.rate)
+        pcm = utterance.resample(utt.pcm, utt.sample_rate, self.rate)
         a = round(from_s * self.rate)
         pcm = pcm[a:].copy()
         if cut_at is not None:

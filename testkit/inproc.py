@@ -10,7 +10,6 @@ records when the agent was heard. Used by the component tests and the benchmarks
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,12 +22,14 @@ from services import registry
 from services.common import config
 from services.common.session import build_session, say_fallback_on_llm_failure
 from services.common.session_metrics import SessionMetrics
-from tests.fakes.deepgram_server import FakeDeepgram
-from tests.fakes.openai_server import FakeOpenAI
-from tests.support.session_io import PlayoutRecorder, SpeechInput
-from tests.support.speech import Utterance
+from services.common.settings import CommonSettings
+from testkit.fakes.deepgram_server import FakeDeepgram
+from testkit.fakes.openai_server import FakeOpenAI
+from testkit.polling import wait_for
+from testkit.session_io import PlayoutRecorder, SpeechInput
+from testkit.utterance import Utterance
 
-MakeAgent = Callable[[config.Settings, SessionMetrics], Agent]
+MakeAgent = Callable[[CommonSettings, SessionMetrics], Agent]
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Harness:
     speaker: PlayoutRecorder
     oai: FakeOpenAI
     dg: FakeDeepgram
-    settings: config.Settings
+    settings: CommonSettings
     events: list[tuple[float, str, Any]] = field(default_factory=list)
 
     async def speak(self, utt: Utterance) -> tuple[float, float]:
@@ -49,23 +50,19 @@ class Harness:
 
     async def wait_quiet(self, seconds: float, timeout: float = 30.0) -> None:
         """Wait until the agent has been silent, and not about to speak, for `seconds`."""
-        deadline = time.monotonic() + timeout
         quiet_since = time.monotonic()
-        while time.monotonic() < deadline:
-            busy = self.speaker.speaking or self.session.agent_state in ("thinking", "speaking")
-            if busy:
+
+        def quiet() -> bool:
+            nonlocal quiet_since
+            if self.speaker.speaking or self.session.agent_state in ("thinking", "speaking"):
                 quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= seconds:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError("agent never went quiet")
+            return time.monotonic() - quiet_since >= seconds
+
+        await wait_for(quiet, timeout, "the agent to go quiet",
+                       evidence=lambda: f"agent state {self.session.agent_state}")
 
     async def wait_for(self, pred: Callable[[], bool], timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not met in time")
-            await asyncio.sleep(0.05)
+        await wait_for(pred, timeout, "a condition on the session")
 
     def chat_messages(self, role: str) -> list[str]:
         return [m.text_content or "" for m in self.agent.chat_ctx.items

@@ -1,7 +1,7 @@
 """A pure speech recogniser for tests: it transcribes the known sentences it actually hears.
 
     vocab = Vocabulary()
-    vocab.add(utterance)                       # a speech.Utterance or its .script() dict
+    vocab.add(utterance)                       # a testkit Utterance or its .script() dict
     rec = Recogniser(vocab, sample_rate=16000)
     for tick in rec.push(pcm):                 # int16 mono, any chunking
         tick.words                             # words due at tick.t (connection seconds)
@@ -37,6 +37,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from testkit.audio import rms_dbfs
 
 from .matching import candidates, fit, median, score_at, spread, windows
 from .vocabulary import FLOOR_DB, WINDOW_S, Entry, KnownWord, View, Vocabulary, normalise
@@ -166,8 +168,7 @@ class Recogniser:
         self._buf = buf[k * self.n :]
         if k == 0:
             return
-        x = buf[: k * self.n].astype(np.float64).reshape(k, self.n)
-        levels = 20 * np.log10(np.maximum(np.sqrt((x * x).mean(axis=1)) / 32768.0, 1e-6))
+        levels = rms_dbfs(buf[: k * self.n].reshape(k, self.n))
         for level in levels:
             yield self._step(float(level))
 

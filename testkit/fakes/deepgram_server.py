@@ -2,14 +2,14 @@
 
     async with FakeDeepgram() as dg:
         stt = deepgram.STT(base_url=dg.base_url, api_key="fake")
-        dg.know([utt1, utt2])          # what may be said (speech.Utterance or .script() dicts)
+        dg.know([utt1, utt2])          # what may be said (utterance.Utterance or .script() dicts)
         dg.fail("drop", after_words=3) # cut the socket 3 words into an utterance
         ...
         dg.transcripts                 # the final transcripts sent, in order
         dg.words                       # every word heard: times, and when it was emitted
 
 A scenario says what may be spoken, never what the STT returns: each connection recognises the
-known sentences in the audio it receives (tests/fakes/recogniser.py), in any order, repeated,
+known sentences in the audio it receives (testkit/fakes/recogniser.py), in any order, repeated,
 started mid-way, with any pauses; silence, zeros and unknown speech yield no words; a word is
 emitted only `interim_delay_s` after its audio has been received. Messages: deepgram_protocol.py.
 
@@ -24,19 +24,19 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections import Counter, deque
-from dataclasses import asdict
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from tests.support import speech
+from testkit import utterance
 
-from . import FakeServer, Fault, apply_config
 from .deepgram_protocol import DeepgramConfig, Listener
+from .faults import Fault
 from .recogniser import Vocabulary
+from .server import FakeServer
 
 __all__ = ["DeepgramConfig", "FakeDeepgram"]
 
@@ -53,7 +53,6 @@ class FakeDeepgram(FakeServer):
         super().__init__(host=host, port=port)
         self.config = config or DeepgramConfig()
         self.vocab = Vocabulary()
-        self.counts: Counter[str] = Counter()
         self.connections: list[Listener] = []
         self.finals: list[dict[str, Any]] = []  # {"conn", "transcript", "speech_final", ...}
         self.words: list[dict[str, Any]] = []  # {"conn", "word", "start", "end", "emitted_at"...}
@@ -74,7 +73,7 @@ class FakeDeepgram(FakeServer):
     def know(self, utterances: list[Any]) -> None:
         """Add what may be said: every sentence of each utterance can then be recognised.
 
-        A `speech.Utterance`, its `.script()` dict (JSON from another process), any number of
+        A `utterance.Utterance`, its `.script()` dict (JSON from another process), any number of
         times; may be called while connections are open.
         """
         for u in utterances:
@@ -106,17 +105,14 @@ class FakeDeepgram(FakeServer):
 
     def reset(self) -> None:
         self.vocab.clear()
-        self.counts.clear()
         self.finals.clear()
         self.words.clear()
         self.sent.clear()
-        self.faults.clear()
-        self.faults.served.clear()
+        super().reset()
 
     def state(self) -> dict[str, Any]:
         return {
             **super().state(),
-            "counts": dict(self.counts),
             "finals": self.finals,
             "words": self.words,
             "vocabulary": [e.text for e in self.vocab.entries],
@@ -131,7 +127,6 @@ class FakeDeepgram(FakeServer):
                 }
                 for c in self.connections
             ],
-            "config": asdict(self.config),
         }
 
     def _control(self, op: str, body: dict[str, Any]) -> Any:
@@ -140,10 +135,6 @@ class FakeDeepgram(FakeServer):
         elif op == "fault":
             args = {k: v for k, v in body.items() if k not in ("op", "mode", "endpoint")}
             self.fail(body["mode"], **args)
-        elif op == "config":
-            apply_config(self.config, {k: v for k, v in body.items() if k != "op"})
-        elif op == "reset":
-            self.reset()
         else:
             return super()._control(op, body)
         return None
@@ -241,7 +232,7 @@ class FakeDeepgram(FakeServer):
         self.record_dir.mkdir(parents=True, exist_ok=True)
         pcm = np.concatenate(conn.recording)
         name = f"dg-{os.getpid()}-{conn.id}.wav"
-        (self.record_dir / name).write_bytes(speech.to_wav(pcm, conn.sample_rate))
+        (self.record_dir / name).write_bytes(utterance.to_wav(pcm, conn.sample_rate))
 
     # --- faults ---------------------------------------------------------------------------
 

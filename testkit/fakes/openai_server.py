@@ -20,60 +20,35 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import itertools
 import json
 import math
-import re
-import struct
 import time
-import wave
-from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from aiohttp import web
 
-from . import FakeServer, Fault, apply_config
+from .faults import Fault
+from .openai_protocol import (
+    CONTENT_TYPES,
+    TTS_SAMPLE_RATE,
+    ChatReply,
+    Reply,
+    ReplyFn,
+    TranscribeFn,
+    api_error,
+    default_reply,
+    encode,
+    split_reply,
+    tone,
+    wav_seconds,
+)
+from .server import FakeServer
 
-TTS_SAMPLE_RATE = 24000  # what the plugin decodes pcm at (openai.tts.SAMPLE_RATE)
 HANG_FOREVER_S = 3600.0
-
-Reply = str | dict[str, Any]  # dict: {"content": str, "tool_calls": [{"name", "arguments"}]}
-ReplyFn = Callable[[dict[str, Any]], Reply]
-TranscribeFn = Callable[[bytes, dict[str, str]], str]
-
-_CONTENT_TYPES = {
-    "pcm": "audio/pcm",
-    "wav": "audio/wav",
-    "mp3": "audio/mpeg",
-    "opus": "audio/opus",
-    "aac": "audio/aac",
-    "flac": "audio/flac",
-}
-# response_format -> (PyAV container, codec)
-_ENCODERS = {
-    "mp3": ("mp3", "libmp3lame"),
-    "opus": ("ogg", "libopus"),
-    "aac": ("adts", "aac"),
-    "flac": ("flac", "flac"),
-}
-
-
-def default_reply(body: dict[str, Any]) -> str:
-    """Deterministic two-sentence answer echoing the first words of the last user message."""
-    text = ""
-    for msg in reversed(body.get("messages", [])):
-        if msg.get("role") == "user":
-            text = _content_text(msg.get("content"))
-            break
-    words = re.findall(r"[\w'$%.-]+", text)[:5]
-    if not words:
-        return "Hello! How can I help you today?"
-    return f"You said something about {' '.join(words).rstrip('.')}. Tell me more?"
-
 
 @dataclass
 class OpenAIConfig:
@@ -113,7 +88,6 @@ class FakeOpenAI(FakeServer):
         self.transcripts: deque[str] = deque()  # consumed first, one per transcription
         self.transcribe_fn: TranscribeFn = lambda audio, fields: ""
         self.requests: list[dict[str, Any]] = []  # {"endpoint", "body", "time"}; no headers
-        self.counts: Counter[str] = Counter()
         self._ids = itertools.count(1)
 
     @property
@@ -137,16 +111,12 @@ class FakeOpenAI(FakeServer):
         self.requests.clear()
         self.replies.clear()
         self.transcripts.clear()
-        self.counts.clear()
-        self.faults.clear()
-        self.faults.served.clear()
+        super().reset()
 
     def state(self) -> dict[str, Any]:
         return {
             **super().state(),
-            "counts": dict(self.counts),
             "requests": self.requests,
-            "config": asdict(self.config),
         }
 
     def _record(self, endpoint: str, body: dict[str, Any]) -> None:
@@ -180,10 +150,6 @@ class FakeOpenAI(FakeServer):
             self.replies.extend(body["replies"])
         elif op == "transcript":  # {"transcripts": [str]}
             self.transcripts.extend(body["transcripts"])
-        elif op == "config":
-            apply_config(self.config, {k: v for k, v in body.items() if k != "op"})
-        elif op == "reset":
-            self.reset()
         else:
             return super()._control(op, body)
         return None
@@ -200,107 +166,25 @@ class FakeOpenAI(FakeServer):
 
     async def _not_found(self, request: web.Request) -> web.Response:
         self._record("unknown", {"method": request.method, "path": request.path})
-        return _error(404, f"fake has no route {request.method} {request.path}", "invalid_request")
+        message = f"fake has no route {request.method} {request.path}"
+        return api_error(404, message, "invalid_request")
 
     # --- chat -----------------------------------------------------------------------------
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self._record("chat", body)
-        fault = self.faults.take("chat")
-        if (resp := await self._pre_fault("chat", request, fault)) is not None:
+        body, fault, resp = await self._streaming_request("chat", request)
+        if resp is not None:
             return resp
-        reply = self.replies.popleft() if self.replies else self.reply_fn(body)
-        content, tool_calls = _split_reply(reply)
-        model = body.get("model", "gpt-fake")
-        cid = f"chatcmpl-fake-{next(self._ids)}"
-        prompt_tokens = sum(
-            len(_content_text(m.get("content")).split()) + 3 for m in body.get("messages", [])
-        )
-        tokens = re.findall(r"\s*\S+", content)
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(tokens),
-            "total_tokens": prompt_tokens + len(tokens),
-            "prompt_tokens_details": {"cached_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
-        }
+        content, tool_calls = split_reply(
+            self.replies.popleft() if self.replies else self.reply_fn(body))
+        reply = ChatReply(f"chatcmpl-fake-{next(self._ids)}", body, content, tool_calls)
         if not body.get("stream"):
             if _is(fault, "drop"):
                 return _cut(request, None)
             first_delay = self.config.ttft_s + (fault.delay_s if _is(fault, "slow_first") else 0)
             await self.sleep_or_close(first_delay)
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "content": content or None,
-                "refusal": None,
-            }
-            if tool_calls:
-                message["tool_calls"] = [
-                    {"id": c["id"], "type": "function", "function": c["function"]}
-                    for c in tool_calls
-                ]
-            return web.json_response(
-                {
-                    "id": cid,
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": message,
-                            "logprobs": None,
-                            "finish_reason": "tool_calls" if tool_calls else "stop",
-                        }
-                    ],
-                    "usage": usage,
-                    "system_fingerprint": "fp_fake",
-                },
-                headers=self._headers(),
-            )
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": model,
-                "system_fingerprint": "fp_fake",
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-            }
-
-        events: list[dict[str, Any]] = [chunk({"role": "assistant", "content": ""})]
-        events += [chunk({"content": t}) for t in tokens]
-        for i, call in enumerate(tool_calls):
-            events.append(
-                chunk(
-                    {
-                        "tool_calls": [
-                            {
-                                "index": i,
-                                "id": call["id"],
-                                "type": "function",
-                                "function": {"name": call["function"]["name"], "arguments": ""},
-                            }
-                        ]
-                    }
-                )
-            )
-            events.append(
-                chunk(
-                    {
-                        "tool_calls": [
-                            {"index": i, "function": {"arguments": call["function"]["arguments"]}}
-                        ]
-                    }
-                )
-            )
-        events.append(chunk({}, "tool_calls" if tool_calls else "stop"))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            events.append({**chunk({}), "choices": [], "usage": usage})
+            return web.json_response(reply.completion(), headers=self._headers())
+        events = reply.chunks()
 
         resp = web.StreamResponse(
             headers={
@@ -326,24 +210,22 @@ class FakeOpenAI(FakeServer):
     # --- speech (TTS) ---------------------------------------------------------------------
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self._record("speech", body)
-        fault = self.faults.take("speech")
-        if (resp := await self._pre_fault("speech", request, fault)) is not None:
+        body, fault, resp = await self._streaming_request("speech", request)
+        if resp is not None:
             return resp
         text = str(body.get("input", ""))
         fmt = str(body.get("response_format") or "mp3")
         speed = float(body.get("speed") or 1.0)
-        if fmt not in _CONTENT_TYPES:
-            return _error(400, f"unsupported response_format {fmt!r}", "invalid_request")
+        if fmt not in CONTENT_TYPES:
+            return api_error(400, f"unsupported response_format {fmt!r}", "invalid_request")
         pcm = await self._speech_pcm(text, speed)
         sse = body.get("stream_format") == "sse" and self.config.tts_honor_sse
-        pieces = await asyncio.to_thread(_encode, pcm, fmt, self.config.tts_chunk_ms)
+        pieces = await asyncio.to_thread(encode, pcm, fmt, self.config.tts_chunk_ms)
         chunk_s = self.config.tts_chunk_ms / 1000
 
         resp = web.StreamResponse(
             headers={
-                "Content-Type": "text/event-stream" if sse else _CONTENT_TYPES[fmt],
+                "Content-Type": "text/event-stream" if sse else CONTENT_TYPES[fmt],
                 **self._headers(),
             }
         )
@@ -378,7 +260,7 @@ class FakeOpenAI(FakeServer):
 
     async def _speech_pcm(self, text: str, speed: float) -> np.ndarray:
         if self.config.tts_audio == "espeak" and text.strip():
-            from tests.support import speech  # lazy: only this mode needs espeak-ng
+            from testkit import speech  # lazy: only this mode needs espeak-ng
 
             utt = await asyncio.to_thread(
                 speech.synthesize,
@@ -397,7 +279,7 @@ class FakeOpenAI(FakeServer):
         fields = {k: str(v) for k, v in form.items() if k != "file"}
         upload = form.get("file")
         audio = upload.file.read() if isinstance(upload, web.FileField) else b""
-        self._record("transcriptions", {**fields, "audio_s": _wav_seconds(audio)})
+        self._record("transcriptions", {**fields, "audio_s": wav_seconds(audio)})
         if (resp := await self._pre_fault("transcriptions", request)) is not None:
             return resp
         text = self.transcripts.popleft() if self.transcripts else self.transcribe_fn(audio, fields)
@@ -409,7 +291,7 @@ class FakeOpenAI(FakeServer):
                 {
                     "task": "transcribe",
                     "language": "english",
-                    "duration": _wav_seconds(audio),
+                    "duration": wav_seconds(audio),
                     "text": text,
                     "segments": [],
                     "words": [],
@@ -419,12 +301,22 @@ class FakeOpenAI(FakeServer):
         return web.json_response(
             {
                 "text": text,
-                "usage": {"type": "duration", "seconds": math.ceil(_wav_seconds(audio))},
+                "usage": {"type": "duration", "seconds": math.ceil(wav_seconds(audio))},
             },
             headers=self._headers(),
         )
 
     # --- faults ---------------------------------------------------------------------------
+
+    async def _streaming_request(
+        self, endpoint: str, request: web.Request
+    ) -> tuple[dict[str, Any], Fault | None, web.StreamResponse | None]:
+        """The body of a chat or speech request, recorded; the fault it drew (its mid-body modes
+        are the caller's to serve); a response if the fault answers before any body byte."""
+        body = await request.json()
+        self._record(endpoint, body)
+        fault = self.faults.take(endpoint)
+        return body, fault, await self._pre_fault(endpoint, request, fault)
 
     async def _pre_fault(
         self, endpoint: str, request: web.Request, fault: Fault | None = None
@@ -439,7 +331,7 @@ class FakeOpenAI(FakeServer):
             if fault.retry_after is not None:
                 headers["Retry-After"] = f"{fault.retry_after:g}"
             kind = "rate_limit_exceeded" if fault.status == 429 else "server_error"
-            return _error(fault.status, f"fake {fault.status} injected", kind, headers)
+            return api_error(fault.status, f"fake {fault.status} injected", kind, headers)
         if fault.mode == "hang":
             # headers withheld for delay_s (0: until the client gives up or the server closes)
             await self.sleep_or_close(fault.delay_s or HANG_FOREVER_S)
@@ -459,95 +351,8 @@ class FakeOpenAI(FakeServer):
 # --- helpers --------------------------------------------------------------------------------
 
 
-def tone(seconds: float, rate: int = TTS_SAMPLE_RATE) -> np.ndarray:
-    """A soft 220 Hz tone with a 4 Hz syllable-like envelope: audible, cheap, deterministic."""
-    t = np.arange(round(seconds * rate)) / rate
-    env = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t - np.pi / 2) ** 2
-    ramp = np.minimum(1.0, np.minimum(t, t[::-1] if len(t) else t) / 0.02)  # 20 ms fades
-    return (0.2 * 32767 * env * ramp * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
-
-
-def _encode(pcm: np.ndarray, fmt: str, chunk_ms: int) -> list[bytes]:
-    """The audio in `fmt`, cut into body chunks of about `chunk_ms` of audio each."""
-    step = TTS_SAMPLE_RATE * chunk_ms // 1000
-    raw = [pcm[i : i + step].tobytes() for i in range(0, len(pcm), step)]
-    if fmt == "pcm":
-        return raw
-    if fmt == "wav":
-        return [_wav_header(len(pcm) * 2, TTS_SAMPLE_RATE), *raw]
-    import av  # PyAV ships with livekit-agents (its decoder uses it)
-
-    container, codec = _ENCODERS[fmt]
-    buf = io.BytesIO()
-    with av.open(buf, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=TTS_SAMPLE_RATE)
-        stream.layout = "mono"  # type: ignore[union-attr]
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = TTS_SAMPLE_RATE
-        for packet in stream.encode(frame):  # type: ignore[union-attr]
-            out.mux(packet)
-        for packet in stream.encode(None):  # type: ignore[union-attr]
-            out.mux(packet)
-    data = buf.getvalue()
-    n = max(1, len(raw))
-    size = math.ceil(len(data) / n)
-    return [data[i : i + size] for i in range(0, len(data), size)]
-
-
-def _wav_header(data_bytes: int, rate: int) -> bytes:
-    return (
-        b"RIFF"
-        + struct.pack("<I", 36 + data_bytes)
-        + b"WAVEfmt "
-        + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
-        + b"data"
-        + struct.pack("<I", data_bytes)
-    )
-
-
-def _wav_seconds(data: bytes) -> float:
-    try:
-        with wave.open(io.BytesIO(data), "rb") as w:
-            return w.getnframes() / w.getframerate()
-    except (wave.Error, EOFError):
-        return 0.0
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return ""
-
-
-def _split_reply(reply: Reply) -> tuple[str, list[dict[str, Any]]]:
-    if isinstance(reply, str):
-        return reply, []
-    calls = []
-    for i, c in enumerate(reply.get("tool_calls", [])):
-        args = c.get("arguments", {})
-        calls.append(
-            {
-                "id": c.get("id", f"call_fake_{i}"),
-                "function": {
-                    "name": c["name"],
-                    "arguments": args if isinstance(args, str) else json.dumps(args),
-                },
-            }
-        )
-    return str(reply.get("content") or ""), calls
-
-
 def _is(fault: Fault | None, mode: str) -> bool:
     return fault is not None and fault.mode == mode
-
-
-def _error(
-    status: int, message: str, kind: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
-    return web.json_response(body, status=status, headers=headers)
 
 
 def _cut(request: web.Request, resp: web.StreamResponse | None) -> web.StreamResponse:

@@ -16,6 +16,8 @@ import numpy as np
 from livekit import rtc
 from livekit.agents.voice import io
 
+from testkit.audio import Playlist, Segment
+
 SAMPLE_RATE = 48000
 FRAME_MS = 10
 
@@ -26,21 +28,19 @@ class SpeechInput(io.AudioInput):
     def __init__(self, sample_rate: int = SAMPLE_RATE) -> None:
         super().__init__(label="speech-input")
         self._rate = sample_rate
-        self._samples_per_frame = sample_rate * FRAME_MS // 1000
-        self._pending: deque[tuple[np.ndarray, asyncio.Future[float]]] = deque()
-        self._current: np.ndarray | None = None
-        self._current_done: asyncio.Future[float] | None = None
-        self._pos = 0
+        self.playlist = Playlist(sample_rate * FRAME_MS // 1000, sample_rate)
         self._next_at: float | None = None
         self._closed = False
-        self.speech_started_at: list[float] = []  # wall-clock start of each utterance
+
+    @property
+    def speech_started_at(self) -> list[float]:
+        """Wall-clock start of each utterance."""
+        return self.playlist.started_at
 
     def say(self, pcm: np.ndarray) -> asyncio.Future[float]:
         """Queue int16 mono PCM at this input's rate; the future resolves (with the wall-clock end
         time) once the last sample has been delivered."""
-        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self._pending.append((np.asarray(pcm, dtype=np.int16), fut))
-        return fut
+        return self.playlist.add(pcm).ended
 
     def close(self) -> None:
         self._closed = True
@@ -55,34 +55,8 @@ class SpeechInput(io.AudioInput):
         if delay > 0:
             await asyncio.sleep(delay)
         self._next_at += FRAME_MS / 1000
-
-        n = self._samples_per_frame
-        out = np.zeros(n, dtype=np.int16)
-        if self._current is None and self._pending:
-            self._current, self._current_done = self._pending.popleft()
-            self._pos = 0
-            self.speech_started_at.append(time.time())
-        if self._current is not None:
-            chunk = self._current[self._pos:self._pos + n]
-            out[: len(chunk)] = chunk
-            self._pos += n
-            if self._pos >= len(self._current):
-                assert self._current_done is not None
-                if not self._current_done.done():
-                    self._current_done.set_result(time.time())
-                self._current = None
-        return rtc.AudioFrame(out.tobytes(), self._rate, 1, n)
-
-
-@dataclass
-class Segment:
-    """One stretch of agent speech, as a listener would hear it."""
-
-    started_at: float  # wall clock of the first audible frame
-    ended_at: float | None = None
-    played: float = 0.0  # seconds of audio actually played
-    interrupted: bool = False
-    pauses: int = 0
+        out = self.playlist.next_frame(time.time())
+        return rtc.AudioFrame(out.tobytes(), self._rate, 1, len(out))
 
 
 @dataclass
@@ -145,11 +119,11 @@ class PlayoutRecorder(io.AudioOutput):
             await self._resumed.wait()
             frame = self._buf.frames.popleft()
             if self._segment is None:
-                self._segment = Segment(started_at=time.time())
+                self._segment = Segment(start=time.time())
                 self.segments.append(self._segment)
-                self.on_playback_started(created_at=self._segment.started_at)
+                self.on_playback_started(created_at=self._segment.start)
             await asyncio.sleep(frame.duration)
-            self._segment.played += frame.duration
+            self._segment.audio_s += frame.duration
 
     def _finish(self, *, interrupted: bool) -> None:
         seg = self._segment
@@ -157,14 +131,14 @@ class PlayoutRecorder(io.AudioOutput):
             if self._pending_playback_count > 0:  # a segment that never produced audio
                 self.on_playback_finished(playback_position=0.0, interrupted=interrupted)
             return
-        seg.ended_at = time.time()
+        seg.end = time.time()
         seg.interrupted = interrupted
         self._segment = None
-        self.on_playback_finished(playback_position=seg.played, interrupted=interrupted)
+        self.on_playback_finished(playback_position=seg.audio_s, interrupted=interrupted)
 
     @property
     def speaking(self) -> bool:
         return self._segment is not None
 
     def audio_after(self, t: float) -> list[Segment]:
-        return [s for s in self.segments if s.started_at >= t]
+        return [s for s in self.segments if s.start >= t]

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tests.support.speech import Sentence, Utterance, _shift_sentence, silence, synthesize
+from testkit.speech import synthesize
+from testkit.utterance import Sentence, Utterance, shift_sentence, silence
 
 # Everyday spoken sentences, 4 to 25 words each, one sentence each by any rule (abbreviations
 # and numbers inside them keep the counting honest).
@@ -62,6 +63,16 @@ SENTENCES: tuple[str, ...] = (
     "I really appreciate you listening to all of this.",
     "It has been a long and frustrating week, and I just want to get to the wedding without "
     "losing the money I already spent.",
+)
+# A fixed six-sentence story, spoken by the component cut-in tests, the recogniser's unit tests
+# and (its first four sentences) the cut-in benchmark.
+WEEKEND = (
+    "I want to tell you about my weekend in the mountains.",
+    "We drove up on Friday night and the roads were icy.",
+    "On Saturday we hiked to the lake near the old cabin.",
+    "My brother forgot the tent poles, so we slept in the car.",
+    "Then on Sunday morning it started to snow again.",
+    "Anyway, we got home late and everyone was exhausted.",
 )
 WORDS_PER_SENTENCE = (4, 25)
 SENTENCES_PER_MONOLOGUE = (7, 12)
@@ -122,7 +133,7 @@ def join(parts: Sequence[Utterance], pauses: Sequence[float]) -> Monologue:
         a, b = round(part.onset * rate), round(part.sentences[-1].end * rate)
         voice = part.pcm[a:b]
         shift = t - part.onset
-        sentences.extend(_shift_sentence(s, shift) for s in part.sentences)
+        sentences.extend(shift_sentence(s, shift) for s in part.sentences)
         pcm.append(voice)
         t += len(voice) / rate
         if i < len(pauses):
