@@ -97,7 +97,7 @@ def test_web_is_the_base_runtime_serving_the_bundle_built_from_the_lock(
     (copy,) = web.all("COPY")
     assert "--from=web-build" in copy.value and copy.value.endswith("/web/dist/ /app/web/dist/")
     # where the image puts the bundle is where the service looks by default (/app = the repo)
-    assert str(ROOT / "web" / "dist") == web_settings.DEFAULT_STATIC_DIR
+    assert ROOT / "web" / "dist" == web_settings.BUILT_PAGE
     (entrypoint,) = web.all("ENTRYPOINT")
     assert exec_form(entrypoint.value) == ["python", "-m", "services.web"]
     (check,) = web.all("HEALTHCHECK")
