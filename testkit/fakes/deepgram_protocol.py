@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .recogniser import Heard, Recogniser, RecogniserConfig, Vocabulary
+from .recogniser import Recogniser
+from .recognition import Heard, RecogniserConfig
+from .vocabulary import Vocabulary
 
 
 @dataclass

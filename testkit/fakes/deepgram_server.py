@@ -35,8 +35,8 @@ from testkit import utterance
 
 from .deepgram_protocol import DeepgramConfig, Listener
 from .faults import Fault
-from .recogniser import Vocabulary
 from .server import FakeServer
+from .vocabulary import Vocabulary
 
 __all__ = ["DeepgramConfig", "FakeDeepgram"]
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from testkit import utterance
 
-from .recogniser import normalise
+from .vocabulary import normalise
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,9 @@ import pytest
 from testkit import speech, utterance
 from testkit.audio import rms_dbfs, window_rms_dbfs
 from testkit.fakes.heard_check import Report, Scenario, check_heard
-from testkit.fakes.recogniser import (
-    WINDOW_S,
-    Heard,
-    Recogniser,
-    RecogniserConfig,
-    Tick,
-    Vocabulary,
-)
+from testkit.fakes.recogniser import Recogniser
+from testkit.fakes.recognition import Heard, RecogniserConfig, Tick
+from testkit.fakes.vocabulary import WINDOW_S, Vocabulary
 from testkit.scenarios import WEEKEND
 from testkit.utterance import Utterance
 
