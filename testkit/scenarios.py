@@ -74,6 +74,15 @@ WEEKEND = (
     "Then on Sunday morning it started to snow again.",
     "Anyway, we got home late and everyone was exhausted.",
 )
+# The e2e cut-in caller's story (the browser and the compose stack tell it too).
+MOUNTAIN_TRIP = (
+    "I want to tell you about my weekend trip to the mountains.",
+    "We left early on Saturday morning and drove for three hours.",
+    "The weather was cold but the sky was perfectly clear.",
+    "We hiked up to a small lake and had our lunch by the water.",
+    "In the afternoon it started to snow a little bit.",
+    "We drove back home in the evening, tired but very happy.",
+)
 WORDS_PER_SENTENCE = (4, 25)
 SENTENCES_PER_MONOLOGUE = (7, 12)
 PAUSE_S = (0.2, 1.5)

@@ -33,6 +33,7 @@ from testkit.processes import (
     terminate,
 )
 from testkit.reporting import report, speech
+from testkit.scenarios import MOUNTAIN_TRIP
 from testkit.worker import Worker
 
 WEB = REPO / "web"
@@ -43,13 +44,7 @@ LEAD_S = 3.0
 # The README's screenshot: every run takes one (in the work dir); UPDATE_SCREENSHOT=1 puts it
 # in docs/ as well (a test run leaves the checkout as it was otherwise).
 SCREENSHOT = REPO / "docs" / "web-cut-in.png"
-MONOLOGUE = [
-    "I want to tell you about my weekend trip to the mountains.",
-    "We left early on Saturday morning and drove for three hours.",
-    "The weather was cold but the sky was perfectly clear.",
-    "We hiked up to a small lake and had our lunch by the water.",
-    "In the afternoon it started to snow a little bit.",
-]
+MONOLOGUE = list(MOUNTAIN_TRIP[:5])
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,10 @@ import pytest
 from testkit.fakes_runner import Fakes
 from testkit.livekit_server import LiveKitServer
 from testkit.reporting import report, speech
+from testkit.scenarios import MOUNTAIN_TRIP
 from testkit.worker import Worker
 
-MONOLOGUE = [
-    "I want to tell you about my weekend trip to the mountains.",
-    "We left early on Saturday morning and drove for three hours.",
-    "The weather was cold but the sky was perfectly clear.",
-    "We hiked up to a small lake and had our lunch by the water.",
-    "In the afternoon it started to snow a little bit.",
-    "We drove back home in the evening, tired but very happy.",
-]
+MONOLOGUE = list(MOUNTAIN_TRIP)
 QUESTION = ["What should I pack for my next trip?"]
 CUT_IN = {"agent": "interrupter", "kind": "cut_in"}
 
