@@ -213,50 +213,45 @@ async def test_stt_socket_dropped_mid_utterance(
     assert_log_clean(fault_worker, fault_q + next_q)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(90)
-@pytest.mark.parametrize("status", [500, 429])
-async def test_llm_error_status(
-    lk_server: LiveKitServer, fakes: Fakes, fault_worker: Worker, participant: Any,
-    room_name: str, status: int,
-) -> None:
-    fault_q = {500: ["How do I repot a cactus without hurting my fingers?"],
-               429: ["Where can I buy fresh mackerel near the harbour?"]}[status]
-    next_q = {500: ["Which soil is best for a young lemon tree?"],
-              429: ["How long should I grill a sardine?"]}[status]
-    async with participant(lk_server, room_name) as p:
-        o = await run_fault(
-            p, fakes, fault_worker, component="llm", served_key="chat:status",
-            arm=lambda: fakes.openai("fault", endpoint="chat", mode="status", status=status,
-                                     retry_after=1, count=ATTEMPTS),
-            fault_q=fault_q, next_q=next_q)
-    _report(f"llm {status}", o)
-    times = [r["time"] for r in fakes.openai.state()["requests"] if r["endpoint"] == "chat"]
-    report(f"fault llm {status}: the retry came {times[1] - times[0]:.2f}s after the first "
-           f"attempt (the fake sent Retry-After: 1)")
-    assert o.fault_turn, f"the caller was left in silence (no fallback line): {o.timeline}"
-    assert_every_attempt_failed_then_recovered(o, "failed LLM requests", fault_worker,
-                                               fault_q + next_q)
+# LLM faults: how the fake fails every attempt, what the failures are called, the question it
+# fails and the next one (answered once the fault is gone).
+LLM_FAULTS = {
+    "500": ({"mode": "status", "status": 500, "retry_after": 1}, "failed",
+            "How do I repot a cactus without hurting my fingers?",
+            "Which soil is best for a young lemon tree?"),
+    "429": ({"mode": "status", "status": 429, "retry_after": 1}, "failed",
+            "Where can I buy fresh mackerel near the harbour?",
+            "How long should I grill a sardine?"),
+    "hang": ({"mode": "hang"}, "timed-out",
+             "Can you explain how a lighthouse keeper trims the lantern wick?",
+             "What is the tallest lighthouse in Scotland?"),
+}
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-async def test_llm_hangs_past_its_timeout(
+@pytest.mark.parametrize("fault", LLM_FAULTS)
+async def test_llm_fault(
     lk_server: LiveKitServer, fakes: Fakes, fault_worker: Worker, participant: Any,
-    room_name: str,
+    room_name: str, fault: str,
 ) -> None:
-    fault_q = ["Can you explain how a lighthouse keeper trims the lantern wick?"]
-    next_q = ["What is the tallest lighthouse in Scotland?"]
+    how, failed, fault_q, next_q = LLM_FAULTS[fault]
+    hangs = how["mode"] == "hang"
     async with participant(lk_server, room_name) as p:
         o = await run_fault(
-            p, fakes, fault_worker, component="llm", served_key="chat:hang",
-            arm=lambda: fakes.openai("fault", endpoint="chat", mode="hang", count=ATTEMPTS),
+            p, fakes, fault_worker, component="llm", served_key=f"chat:{how['mode']}",
+            arm=lambda: fakes.openai("fault", endpoint="chat", count=ATTEMPTS, **how),
+            fault_q=[fault_q], next_q=[next_q],
             # the fake serves the last hang when the last attempt starts; it times out later
-            fault_q=fault_q, next_q=next_q, settle_s=3.0 + ATTEMPTS * TIMEOUT_S)
-    _report("llm hang", o)
+            settle_s=3.0 + ATTEMPTS * TIMEOUT_S if hangs else 3.0)
+    _report(f"llm {fault}", o)
+    if not hangs:
+        times = [r["time"] for r in fakes.openai.state()["requests"] if r["endpoint"] == "chat"]
+        report(f"fault llm {fault}: the retry came {times[1] - times[0]:.2f}s after the first "
+               f"attempt (the fake sent Retry-After: 1)")
     assert o.fault_turn, f"the caller was left in silence (no fallback line): {o.timeline}"
-    assert_every_attempt_failed_then_recovered(o, "timed-out LLM requests", fault_worker,
-                                               fault_q + next_q)
+    assert_every_attempt_failed_then_recovered(o, f"{failed} LLM requests", fault_worker,
+                                               [fault_q, next_q])
 
 
 @pytest.mark.slow
