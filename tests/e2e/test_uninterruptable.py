@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from testkit.audio import Segment
-from testkit.fakes_runner import Fakes
+from testkit.fakes_runner import Fakes, heard
 from testkit.livekit_server import LiveKitServer
 from testkit.participant import Participant, Spoken
 from testkit.reporting import report, speech
@@ -37,14 +37,6 @@ def tts_seconds(fakes: Fakes, since: float) -> tuple[float, list[str]]:
     texts = [r["body"]["input"] for r in state["requests"]
              if r["endpoint"] == "speech" and r["time"] >= since]
     return sum(max(0.1, len(t) * per_char) for t in texts), texts
-
-
-def heard(question: str, transcript: str) -> bool:
-    """The question reached the LLM: all of it, or all but its last word. The STT fake can lose
-    a sentence's last word when a busy machine's jitter buffer squeezes it (CI: "And what should
-    I wear" for "And what should I wear tomorrow?"); a real STT would not, the agent is not at
-    fault, and the answer's timing is still checked."""
-    return question in transcript or question.rsplit(" ", 1)[0] in transcript
 
 
 async def ask(p: Participant, fakes_utterance: Any, *, timeout: float = 15.0
