@@ -30,8 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "voice-agents"
 AGENTS = tuple(registry.AGENTS)
 # Set by the chart's templates from its own values (livekit.url, agents.<name>.agentName, ports,
-# agents.<name>.drainTimeoutSeconds); the secrets come from the chart's Secret.
-CHART_SETS = ("LIVEKIT_URL", "AGENT_NAME", "HEALTH_PORT", "METRICS_PORT", "DRAIN_TIMEOUT_SECONDS")
+# agents.<name>.drainTimeoutSeconds, agents.<name>.scaleDown.podDeletionCost); the secrets come
+# from the chart's Secret.
+CHART_SETS = ("LIVEKIT_URL", "AGENT_NAME", "HEALTH_PORT", "METRICS_PORT", "DRAIN_TIMEOUT_SECONDS",
+              "POD_DELETION_COST")
 # Read by docker-compose.yml only (interpolation) for livekit-server, not by the agents.
 COMPOSE_ONLY = {
     "LIVEKIT_NODE_IP": (

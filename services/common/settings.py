@@ -203,6 +203,11 @@ class CommonSettings(BaseSettings):
         1, "Job processes kept ready for a call (VAD loaded, providers built). It also caps the "
         "calls an idle worker accepts at once; livekit-server gives the others to other workers "
         "or drops them.")
+    pod_deletion_cost: bool = setting(
+        False, "Keep this pod's `controller.kubernetes.io/pod-deletion-cost` annotation at the "
+        "worker's active job count, so a scale-down removes idle pods first (Kubernetes only: "
+        "needs POD_NAME/POD_NAMESPACE and a service account that may patch pods; the Helm chart "
+        "sets all of it with scaleDown.podDeletionCost).")
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR"],
         BeforeValidator(lambda raw: raw.strip().upper() if isinstance(raw, str) else raw),
