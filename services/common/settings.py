@@ -193,7 +193,9 @@ class CommonSettings(BaseSettings):
     drain_timeout_seconds: count(0, 86400) = setting(
         600, "On SIGTERM, how long running calls may go on before the worker exits.")
     load_threshold: seconds(0, 1, lo_open=True) = setting(
-        0.7, "Worker load (0-1] above which it takes no new job.")
+        0.7, "Worker load (0-1] above which it takes no new job. livekit-server offers jobs only "
+        "to workers under its `agents.target_load` (0.7 unless set; deploy/livekit/livekit.yaml): "
+        "keep the two equal. With every worker at it, a dispatch is dropped, not queued.")
     # read by livekit-agents itself; declared to be validated and documented
     num_cpus: seconds(0, 1024, lo_open=True, optional=True) = setting(
         "", "CPUs the worker's load is measured against (LOAD_THRESHOLD is a share of them). "
