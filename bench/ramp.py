@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import resource
 import statistics
@@ -66,8 +67,8 @@ def objective() -> float:
 def p95(values: list[float]) -> float | None:
     if not values:
         return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered) + 0.5) - 1))]
+    ordered = sorted(values)  # nearest rank: the smallest value with 95 % at or below it
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
 # --- the callers' process ------------------------------------------------------------------------
