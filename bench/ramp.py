@@ -3,6 +3,7 @@ objective breaks, for our interrupter and for a bare framework session (bench.ba
 same run, steps interleaved.
 
     python -m bench.ramp [--quick] [--max-sessions N] [--json PATH]
+    python -m bench.ramp --ab K [--reps N]   # CPU per session at K sessions, A/B (see below)
 
 The objective (deploy/monitoring/definition.py): p95 response latency <= RESPONSE_P95_MAX (from
 the end of a caller's question to the first agent audio the caller hears), no "VAD inference is
@@ -21,6 +22,10 @@ first, the figure is a lower bound for the worker (the callers' CPU is reported 
 does not isolate the caches or the memory bus, nor other users' processes on the worker's core.
 The worker's LOAD_THRESHOLD is 1 here (its load is the whole machine's CPU, which pinning does
 not change): admission control would otherwise end the ramp before the objective does.
+
+`--ab K` measures a change of ours instead: steps of K sessions, interleaved, `--reps` times, on
+our worker, on our worker with the framework's default room input (24 kHz instead of
+services.common.session.INPUT_SAMPLE_RATE) and on the bare framework session.
 """
 
 from __future__ import annotations
@@ -235,13 +240,43 @@ def _step(server: Any, worker: Any, k: int, window_s: float, pin: dict[str, set[
     }
 
 
+async def default_input_entrypoint(ctx: Any) -> None:
+    """The interrupter's job with the framework's default room input options (the A/B's
+    "before"). A job entrypoint: job processes import it from here, so the change is made in
+    the job process itself."""
+    from livekit.agents.voice import room_io
+
+    from services.common import session
+    from services.interrupter.agent import entrypoint
+
+    session.ROOM_OPTIONS = room_io.RoomOptions()
+    await entrypoint(ctx)
+
+
+def _ours_default_input(env: dict[str, str], workdir: Path, name: str) -> Any:
+    from tests.e2e.harness import PYTHON, Worker, spawn
+
+    code = ("import sys; from bench.ramp import default_input_entrypoint as e; "
+            "from services.common.cli import main; main('interrupter', sys.argv[1:], e)")
+
+    class DefaultInputWorker(Worker):
+        def start(self) -> DefaultInputWorker:
+            Path(self.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+            self.started_at = time.time()
+            self.proc = spawn([PYTHON, "-c", code, "start"], log=self.log_path, env=self.env)
+            return self
+
+    return DefaultInputWorker("interrupter", {**env, "AGENT_NAME": "bench-ours-24k"}, workdir,
+                              name=name)
+
+
 def _settle(worker: Any) -> None:
     from tests.e2e.harness import wait_until
 
     wait_until(lambda: len(_job_processes(worker)) <= 2, 60, f"{worker.name}'s jobs to end")
 
 
-def run(quick: bool, max_sessions: int) -> dict[str, Any]:
+def run(quick: bool, max_sessions: int, ab: int = 0, reps: int = 3) -> dict[str, Any]:
     from tests.e2e.harness import Fakes, LiveKitServer, Worker, wait_until, worker_env
     from tests.support.speech import synthesize
 
@@ -273,6 +308,20 @@ def run(quick: bool, max_sessions: int) -> dict[str, Any]:
         ours = start(lambda e, d, n: Worker("interrupter", e, d, name=n), "ours")
         bare = start(_bare_worker, "bare")
         others = {"livekit_server": [server.proc.pid], "fakes": fakes.pids}
+        if ab:
+            variants = {"ours": ours, "ours_24k": start(_ours_default_input, "ours_24k"),
+                        "bare": bare}
+            runs: dict[str, list[dict[str, Any]]] = {n: [] for n in variants}
+            for rep in range(reps):
+                names = list(variants)[rep % 3:] + list(variants)[:rep % 3]  # rotate the order
+                for name in names:
+                    runs[name].append(_step(server, variants[name], ab, window_s, pin, others))
+                    print(f"[ab] {name} rep {rep}: CPU/session "
+                          f"{runs[name][-1]['cpu_per_session']}, p95 "
+                          f"{runs[name][-1]['latency_p95_s']}", file=sys.stderr, flush=True)
+                    _settle(variants[name])
+            out["ab"] = {"sessions": ab, "runs": runs}
+            return out
         steps: dict[str, list[dict[str, Any]]] = {"ours": [], "bare": []}
         live = {"ours": ours, "bare": bare}
         k = 1
@@ -308,7 +357,22 @@ def run(quick: bool, max_sessions: int) -> dict[str, Any]:
     return out
 
 
+def _ab_summary(res: dict[str, Any]) -> str:
+    ab = res["ab"]
+    cpu = {n: median([r["cpu_per_session"] for r in rs if r["cpu_per_session"]])
+           for n, rs in ab["runs"].items()}
+    lines = [f"A/B at {ab['sessions']} sessions, {len(ab['runs']['bare'])} interleaved reps, "
+             f"{res['window_s']} s each; median CPU per session (of a core) and p95 answer:"]
+    for n, rs in ab["runs"].items():
+        p95s = [r["latency_p95_s"] for r in rs]
+        lines.append(f"  {n}: {cpu[n]:.3f} ({cpu[n] / cpu['bare']:.2f}x bare), runs "
+                     f"{[r['cpu_per_session'] for r in rs]}, p95 {p95s}")
+    return "\n".join(lines)
+
+
 def _summary(res: dict[str, Any]) -> str:
+    if "ab" in res:
+        return _ab_summary(res)
     lines = [f"objective: p95 answer <= {res['objective_p95_s']} s, no VAD-behind warning, no "
              f"failed session; worker {'pinned to 1 core' if res['pinned'] else 'not pinned'} "
              f"of {res['cores']}; {res['window_s']} s per step",
@@ -347,10 +411,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="short steps, at most 2 sessions")
     parser.add_argument("--max-sessions", type=int, default=12)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument("--ab", type=int, default=0, metavar="K",
+                        help="A/B of the room input rate at K sessions instead of the ramp")
+    parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args(argv)
     if args.max_sessions < 1:
         parser.error("--max-sessions must be at least 1")  # exits 2
-    res = run(args.quick, 2 if args.quick else args.max_sessions)
+    if args.ab < 0 or args.reps < 1:
+        parser.error("--ab must be positive and --reps at least 1")
+    res = run(args.quick, 2 if args.quick else args.max_sessions, args.ab, args.reps)
     res["load1_at_end"] = round(os.getloadavg()[0], 2)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(res, indent=1) + "\n")
