@@ -16,6 +16,8 @@ HELM_DOCS_VERSION=v1.14.2
 HELM_UNITTEST_VERSION=v1.1.2
 # the newest release whose source the module proxy serves; its CRDs give kubeconform's schemas
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
+# KEDA's ScaledObject CRD, from its Go module (the chart's autoscaling.keda renders one)
+KEDA_VERSION=v2.21.0
 
 die() { echo "setup: $*" >&2; exit 1; }
 stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
@@ -103,15 +105,17 @@ go_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 go_tool kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
 go_tool helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs/cmd/helm-docs
 
-# kubeconform schemas of the Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule), converted
-# from the CRDs the operator publishes in its module source.
+# kubeconform schemas of the Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule) and KEDA's
+# ScaledObject, converted from the CRDs each project publishes in its module source.
 CRD_SCHEMAS=$CACHE/crd-schemas
-crd_stamp="$PROMETHEUS_OPERATOR_VERSION $(sha256sum scripts/crd_schemas.py | cut -c1-16)"
+crd_stamp="$PROMETHEUS_OPERATOR_VERSION $KEDA_VERSION $(sha256sum scripts/crd_schemas.py | cut -c1-16)"
 if ! stamp_ok "$CRD_SCHEMAS/.version" "$crd_stamp"; then
   src=$(go_module_dir github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION")
+  keda=$(go_module_dir github.com/kedacore/keda/v2 "$KEDA_VERSION")
   mkdir -p "$CRD_SCHEMAS"
   .venv/bin/python -m scripts.crd_schemas "$CRD_SCHEMAS" \
     "$src"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml \
-    || die "converting the Prometheus Operator $PROMETHEUS_OPERATOR_VERSION CRDs failed"
+    "$keda"/config/crd/bases/keda.sh_scaledobjects.yaml \
+    || die "converting the Prometheus Operator $PROMETHEUS_OPERATOR_VERSION / KEDA $KEDA_VERSION CRDs failed"
   echo "$crd_stamp" > "$CRD_SCHEMAS/.version"
 fi

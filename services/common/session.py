@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from livekit.agents import Agent, AgentSession, APIConnectOptions, ErrorEvent, JobContext, vad
+from livekit.agents.voice import room_io
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from . import providers
@@ -111,7 +112,16 @@ async def run_in_room(ctx: JobContext, session: AgentSession, agent: Agent,
         session_metrics.close()
 
     ctx.add_shutdown_callback(closed)
-    await session.start(agent=agent, room=ctx.room)
+    await session.start(agent=agent, room=ctx.room, room_options=ROOM_OPTIONS)
+
+
+# The caller's audio as the models take it: Silero runs at 16 kHz and the streaming STTs take
+# 16 kHz (Deepgram's default; OpenAI's non-streaming STT any rate). The framework's default room
+# input is 24 kHz, which the VAD stream and the STT stream then each resample to 16 kHz, frame by
+# frame; at 16 kHz the SDK's one resampling from 48 kHz Opus is the only one.
+INPUT_SAMPLE_RATE = 16000
+ROOM_OPTIONS = room_io.RoomOptions(audio_input=room_io.AudioInputOptions(
+    sample_rate=INPUT_SAMPLE_RATE))
 
 
 def say_fallback_on_llm_failure(session: AgentSession, line: str) -> None:

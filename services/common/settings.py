@@ -205,7 +205,9 @@ class CommonSettings(EnvSettings):
     drain_timeout_seconds: count(0, 86400) = setting(
         600, "On SIGTERM, how long running calls may go on before the worker exits.")
     load_threshold: seconds(0, 1, lo_open=True) = setting(
-        0.7, "Worker load (0-1] above which it takes no new job.")
+        0.7, "Worker load (0-1] above which it takes no new job. livekit-server offers jobs only "
+        "to workers under its `agents.target_load` (0.7 unless set; deploy/livekit/livekit.yaml): "
+        "keep the two equal. With every worker at it, a dispatch is dropped, not queued.")
     # read by livekit-agents itself; declared to be validated and documented
     num_cpus: seconds(0, 1024, lo_open=True, optional=True) = setting(
         "", "CPUs the worker's load is measured against (LOAD_THRESHOLD is a share of them). "
@@ -215,6 +217,11 @@ class CommonSettings(EnvSettings):
         1, "Job processes kept ready for a call (VAD loaded, providers built). It also caps the "
         "calls an idle worker accepts at once; livekit-server gives the others to other workers "
         "or drops them.")
+    pod_deletion_cost: bool = setting(
+        False, "Keep this pod's `controller.kubernetes.io/pod-deletion-cost` annotation at the "
+        "worker's active job count, so a scale-down removes idle pods first (Kubernetes only: "
+        "needs POD_NAME/POD_NAMESPACE and a service account that may patch pods; the Helm chart "
+        "sets all of it with scaleDown.podDeletionCost).")
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR"],
         BeforeValidator(lambda raw: raw.strip().upper() if isinstance(raw, str) else raw),

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from livekit.agents import AgentServer, JobContext, JobProcess
 from livekit.plugins import silero
 
-from . import metrics, providers
+from . import metrics, pod_cost, providers
 from .settings import CommonSettings
 
 logger = logging.getLogger("voice_agents.worker")
@@ -49,16 +49,38 @@ def build_server(
         max_retry=settings.livekit_max_retry,
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
-    server.on("worker_started", lambda: _on_worker_started(server, settings.service))
+    server.on("worker_started", lambda: _on_worker_started(server, settings))
     return server
 
 
-def _on_worker_started(server: AgentServer, service: str) -> None:
+def _on_worker_started(server: AgentServer, settings: CommonSettings) -> None:
     # Only now: the framework empties PROMETHEUS_MULTIPROC_DIR when the worker starts, and series
     # created before that would be written to deleted files. Created here, every voice_agent_*
     # series exists from the first scrape, before any session.
-    metrics.init_labels(service)
+    metrics.init_labels(settings.service)
     _mark_dead_job_processes(server)
+    if settings.pod_deletion_cost:
+        track_pod_deletion_cost(server)
+
+
+def track_pod_deletion_cost(server: AgentServer, pod: pod_cost.PodRef | None = None
+                            ) -> pod_cost.PodDeletionCost | None:
+    """Follow the worker's job starts and ends with its pod's deletion cost (pod_cost). Without a
+    pod to patch, say why once and run on: scaling then only loses its preference for idle pods.
+    """
+    pool = getattr(server, "_proc_pool", None)  # the framework's process pool is private
+    try:
+        pod = pod or pod_cost.PodRef.in_cluster()
+        if pool is None:
+            raise RuntimeError("the framework's process pool is not reachable")
+    except (RuntimeError, OSError) as e:
+        logger.warning("POD_DELETION_COST is on but cannot be kept: %s", e)
+        return None
+    updater = pod_cost.PodDeletionCost(pod, lambda: len(server.active_jobs))
+    pool.on("process_job_launched", updater.changed)
+    pool.on("process_closed", updater.changed)
+    updater.start()
+    return updater
 
 
 def _mark_dead_job_processes(server: AgentServer) -> None:

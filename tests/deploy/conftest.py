@@ -184,11 +184,12 @@ def k8s_schema_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def crd_schema_dir() -> Path:
-    """Schemas of the Prometheus Operator's CRDs, which the Kubernetes schemas lack: converted by
-    scripts/crd_schemas.py from the CRDs of the release pinned in scripts/setup.sh."""
+    """Schemas of the Prometheus Operator's and KEDA's CRDs, which the Kubernetes schemas lack:
+    converted by scripts/crd_schemas.py from the CRDs of the releases pinned in scripts/setup.sh."""
     out = ROOT / ".cache" / "crd-schemas"
-    for kind in ("servicemonitor", "prometheusrule"):
-        if not (out / f"{kind}-monitoring-v1.json").is_file():
+    for kind in ("servicemonitor-monitoring-v1", "prometheusrule-monitoring-v1",
+                 "scaledobject-keda-v1alpha1"):
+        if not (out / f"{kind}.json").is_file():
             pytest.fail(f"no {kind} schema in {out}: {SETUP_HINT}", pytrace=False)
     return out
 

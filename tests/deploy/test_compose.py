@@ -189,6 +189,12 @@ def test_livekit_in_dev_mode_from_deploy_livekit(compose: dict[str, Any], liveki
     assert "0.0.0.0" in livekit_conf["bind_addresses"]
 
 
+def test_livekit_target_load_is_the_workers_load_threshold(livekit_conf) -> None:
+    """Below target_load the server offers a worker jobs; at LOAD_THRESHOLD the worker refuses
+    them. Different figures waste capacity (target lower) or offer jobs to a full worker."""
+    assert livekit_conf["agents"]["target_load"] == float(default("LOAD_THRESHOLD"))
+
+
 def test_ports_agree_with_livekit_yaml_and_config(compose: dict[str, Any], livekit_conf) -> None:
     rtc = livekit_conf["rtc"]
     published = set(compose["services"]["livekit"]["ports"])

@@ -40,7 +40,7 @@ BY_NAME = {v.name: v for v in config.VARIABLES}
 SECRETS = {v.name for v in config.VARIABLES if v.secret}
 # Checkov checks the chart does not follow, each with its reason in a checkov.io/skip annotation
 # of templates/deployment.yaml.
-CHECKOV_SKIPS = {"CKV_K8S_11", "CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_43"}
+CHECKOV_SKIPS = {"CKV_K8S_11", "CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_38", "CKV_K8S_43"}
 
 
 def values() -> dict[str, Any]:
@@ -112,7 +112,7 @@ def test_all_on_renders_every_kind(render) -> None:
     kinds = {d["kind"] for d in render(*ALL_ON).docs}
     assert kinds == {"Deployment", "Service", "ServiceAccount", "Secret", "HorizontalPodAutoscaler",
                      "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor", "PrometheusRule",
-                     "ConfigMap"}
+                     "ConfigMap", "ScaledObject", "Role", "RoleBinding"}
 
 
 def test_crd_schemas_catch_mistakes(validate_manifests) -> None:
@@ -123,7 +123,11 @@ def test_crd_schemas_catch_mistakes(validate_manifests) -> None:
                    "metadata": {"name": "x"},
                    "spec": {"selector": {},
                             "endpoints": [{"port": "metrics", "interval": "often"}]}}
-    for doc in (bad_rule, bad_monitor):
+    bad_scaler = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                  "metadata": {"name": "x"},
+                  "spec": {"scaleTargetRef": {"name": "d"}, "minReplicaCount": "two",
+                           "triggers": [{"type": "prometheus", "metadata": {}}]}}
+    for doc in (bad_rule, bad_monitor, bad_scaler):
         result = validate_manifests(yaml.safe_dump(doc), K8S_VERSIONS[-1])
         assert result.returncode == 1, f"{doc['kind']} schema accepted a broken object"
 
@@ -163,6 +167,16 @@ def test_supported_versions_documented() -> None:
     ("agents.interrupter.autoscaling.scaleDownStabilizationWindowSeconds=7200",
      "'/agents/interrupter/autoscaling/scaleDownStabilizationWindowSeconds': maximum"),
     ("ports.health=0", "'/ports/health': minimum"),
+    ("agents.interrupter.autoscaling.enabled=true,agents.interrupter.autoscaling.keda.enabled=true",
+     "'/agents/interrupter/autoscaling': 'not' failed"),
+    ("agentDefaults.autoscaling.keda.targetActiveJobsPerPod=0",
+     "'/agentDefaults/autoscaling/keda/targetActiveJobsPerPod'"),
+    ("agentDefaults.autoscaling.keda.serverAddress=prometheus:9090",
+     "'/agentDefaults/autoscaling/keda/serverAddress'"),
+    ("agents.interrupter.autoscaling.keda.threshold=3",
+     "additional properties 'threshold'"),
+    ("agents.interrupter.autoscaling.podDeletionCost=yes",
+     "'/agents/interrupter/autoscaling/podDeletionCost'"),
     ("agentDefaults.replicaCount=-1", "'/agentDefaults/replicaCount': minimum"),
     ("agentDefaults.env.LOG_LEVEL=DEBUG", "'/agentDefaults/env'"),
     ("agentDefaults.image.repository=", "'/agentDefaults/image/repository': minLength"),
@@ -171,6 +185,42 @@ def test_schema_rejects_bad_values(render, setting: str, message: str) -> None:
     error = fails_with(render, "--set", setting)
     assert "values don't meet the specifications of the schema" in error
     assert message in error, error
+
+
+# --- scaling on calls ------------------------------------------------------------------------
+
+def test_keda_trigger_reads_the_frameworks_active_job_gauge(render) -> None:
+    """The query names the gauge the monitoring definition names (livekit-agents' telemetry)."""
+    from deploy.monitoring.definition import ACTIVE_JOBS
+
+    (scaler,) = render(*ALL_ON).of_kind("ScaledObject")
+    (trigger,) = scaler["spec"]["triggers"]
+    assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
+    assert f"sum({ACTIVE_JOBS}{{" in trigger["metadata"]["query"]
+    assert f'service="{scaler["spec"]["scaleTargetRef"]["name"]}"' in trigger["metadata"]["query"]
+
+
+def test_pod_deletion_cost_pods_get_what_the_worker_reads(render) -> None:
+    """The variables services/common/pod_cost.py reads, and a Role that allows its PATCH only."""
+    from services.common import pod_cost
+
+    deployment = render(*ALL_ON).one("Deployment", "-uninterruptable")
+    c = container(deployment)
+    env = {e["name"]: e for e in c["env"]}
+    settings = config.load("uninterruptable", {**plain_env(c), **{n: "x" for n in SECRETS}})
+    assert settings.pod_deletion_cost is True
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    assert "replicas" not in deployment["spec"]
+    (role,) = render(*ALL_ON).of_kind("Role")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"],
+                              "verbs": ["get", "patch"]}]
+    assert pod_cost.ANNOTATION == "controller.kubernetes.io/pod-deletion-cost"
+    other = render(*ALL_ON).one("Deployment", "-interrupter")
+    assert other["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert "POD_DELETION_COST" not in {e["name"] for e in container(other)["env"]}
+    assert not render().of_kind("Role") and not render().of_kind("RoleBinding")
 
 
 # --- the chart and the image agree ----------------------------------------------------------------

@@ -114,3 +114,26 @@ def test_session_and_capacity_rows_build_from_their_figures() -> None:
     # a zero (no overshoot at all) divides nothing
     zero = cli.format_table(result, [Row("overshoot", "words", 0.0, 5.0)])
     assert "| overshoot | 0 words | 5.00 words | 0× |" in zero
+
+
+def test_ramp_summary_and_bad_arguments() -> None:
+    """bench.ramp: p95, the summary on figures shaped like a run's, and exit 2 on a bad value."""
+    from bench import ramp
+
+    assert ramp.p95([1.0] * 19 + [9.0]) == 1.0 and ramp.p95([1.0] * 18 + [9.0] * 2) == 9.0
+    step = {"sessions": 1, "latency_p50_s": 1.0, "latency_p95_s": 1.1, "vad_behind_warnings": 0,
+            "failed": 0, "cpu_per_session": 0.2, "cpu_worker_tree": 0.25, "cpu_callers": 0.1,
+            "met": True}
+    broken = {**step, "sessions": 2, "latency_p95_s": 2.0, "met": False}
+    res = {"objective_p95_s": 1.5, "cores": 2, "pinned": True, "window_s": 8.0,
+           "steps": {"ours": [step, broken], "bare": [{**step, "cpu_per_session": 0.25}]},
+           "ours": {"max_sessions_at_objective": 1, "broke_at": 2, "cpus": 1},
+           "bare": {"max_sessions_at_objective": 1, "broke_at": None, "cpus": 1}}
+    text = ramp._summary(res)
+    assert "ours: 1 calls at the objective on 1 CPU (broke at k=2) -> 1.0 calls per CPU" in text
+    assert "bare: 1 calls" in text and "a lower bound" in text
+    assert "ours 0.200, bare 0.250 of a core -> 0.80x" in text
+    proc = subprocess.run([sys.executable, "-m", "bench.ramp", "--max-sessions", "0"], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "--max-sessions must be at least 1" in proc.stderr

@@ -53,6 +53,7 @@ INVALID = {
     "LOAD_THRESHOLD": "1.5",
     "NUM_CPUS": "0",
     "NUM_IDLE_PROCESSES": "x",
+    "POD_DELETION_COST": "perhaps",
     "LOG_LEVEL": "LOUD",
     "INTERRUPT_MAX_SENTENCES": "three",
     "INTERRUPT_MAX_WORDS": "0",

@@ -151,3 +151,46 @@ so the kubelet must wait longer than that before SIGKILL. Unset: drain + 60 s, a
 {{- define "voice-agents.dashboardSlug" -}}
 {{- base . | trimSuffix ".json" | lower | regexReplaceAll "[^a-z0-9-]+" "-" | trimAll "-" }}
 {{- end }}
+
+{{/*
+Scaling checks of one agent (merged values, so agentDefaults and agents.<name> together): min
+not above max, and one autoscaler only (values.schema.json refuses both switches in one block).
+*/}}
+{{- define "voice-agents.checkScaling" -}}
+{{- $as := .agent.autoscaling }}
+{{- if gt (int $as.minReplicas) (int $as.maxReplicas) }}
+{{- fail (printf "agents.%s.autoscaling.minReplicas (%d) must not exceed agents.%s.autoscaling.maxReplicas (%d)" .name (int $as.minReplicas) .name (int $as.maxReplicas)) }}
+{{- end }}
+{{- if and $as.enabled $as.keda.enabled }}
+{{- fail (printf "agents.%s: autoscaling.enabled (CPU HPA) and autoscaling.keda.enabled (KEDA) are exclusive; switch one off" .name) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Scale-up and scale-down of the CPU HPA and of the HPA KEDA creates (takes .agent.autoscaling).
+Scaling down sends SIGTERM to a pod, which then drains its calls for up to drainTimeoutSeconds:
+the long stabilization window and one-pod-at-a-time policy avoid flapping.
+*/}}
+{{- define "voice-agents.scalingBehavior" -}}
+scaleUp:
+  stabilizationWindowSeconds: 0
+  policies:
+    - type: Pods
+      value: 2
+      periodSeconds: 60
+scaleDown:
+  stabilizationWindowSeconds: {{ .scaleDownStabilizationWindowSeconds }}
+  policies:
+    - type: Pods
+      value: 1
+      periodSeconds: 300
+{{- end }}
+
+{{/* Whether any enabled agent keeps its pod deletion cost (it then needs the Role). */}}
+{{- define "voice-agents.podDeletionCost" -}}
+{{- $agents := dict }}
+{{- include "voice-agents.agents" (dict "root" . "out" $agents) }}
+{{- range $name, $agent := $agents }}
+{{- if and $agent.enabled $agent.autoscaling.podDeletionCost }}true{{ end }}
+{{- end }}
+{{- end }}
