@@ -82,8 +82,10 @@ def p95(values: list[float]) -> float | None:
 async def _callers(spec: dict[str, Any]) -> dict[str, Any]:
     """k callers: join, get the agent dispatched, ask every TALK_EVERY_S for the window, time
     each answer. Prints {"ready": rooms} once every room has its agent, then returns figures."""
-    from tests.e2e.harness import AudioMonitor, LiveKitServer, Microphone, Participant
-    from tests.support.speech import synthesize
+    from testkit.livekit_server import LiveKitServer
+    from testkit.participant import Participant
+    from testkit.speech import synthesize
+    from testkit.webrtc_audio import AudioMonitor, Microphone
 
     # load generators: 40 ms frames cut the callers' per-frame work (as tests/e2e/test_load.py)
     Microphone.FRAME_MS = 40  # type: ignore[misc]
@@ -254,31 +256,33 @@ async def default_input_entrypoint(ctx: Any) -> None:
 
 
 def _ours_default_input(env: dict[str, str], workdir: Path, name: str) -> Any:
-    from tests.e2e.harness import PYTHON, Worker, spawn
+    from testkit.processes import PYTHON
+    from testkit.worker import Worker
 
     code = ("import sys; from bench.ramp import default_input_entrypoint as e; "
             "from services.common.cli import main; main('interrupter', sys.argv[1:], e)")
 
     class DefaultInputWorker(Worker):
-        def start(self) -> DefaultInputWorker:
+        def argv(self) -> list[str]:
             Path(self.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
-            self.started_at = time.time()
-            self.proc = spawn([PYTHON, "-c", code, "start"], log=self.log_path, env=self.env)
-            return self
+            return [PYTHON, "-c", code, "start"]
 
     return DefaultInputWorker("interrupter", {**env, "AGENT_NAME": "bench-ours-24k"}, workdir,
                               name=name)
 
 
 def _settle(worker: Any) -> None:
-    from tests.e2e.harness import wait_until
+    from testkit.polling import wait_until
 
     wait_until(lambda: len(_job_processes(worker)) <= 2, 60, f"{worker.name}'s jobs to end")
 
 
 def run(quick: bool, max_sessions: int, ab: int = 0, reps: int = 3) -> dict[str, Any]:
-    from tests.e2e.harness import Fakes, LiveKitServer, Worker, wait_until, worker_env
-    from tests.support.speech import synthesize
+    from testkit.fakes_runner import Fakes
+    from testkit.livekit_server import LiveKitServer
+    from testkit.polling import wait_until
+    from testkit.speech import synthesize
+    from testkit.worker import Worker, worker_env
 
     window_s = 8.0 if quick else 24.0
     cores = sorted(os.sched_getaffinity(0))

@@ -63,7 +63,7 @@ def _collapse(raw: str) -> tuple[Counter[str], Counter[str], int]:
 
 async def _session(server: Any, worker: Any, utts: list[Any], seconds: float, py_spy: Path,
                    out: Path) -> dict[str, Any]:
-    from tests.e2e.harness import Participant
+    from testkit.participant import Participant
 
     p = Participant(server, f"profile-{worker.name}-{int(time.time()) % 10**6}", "caller")
     stop = asyncio.Event()
@@ -111,8 +111,11 @@ async def _session(server: Any, worker: Any, utts: list[Any], seconds: float, py
 
 
 def run(py_spy: Path, seconds: float) -> dict[str, Any]:
-    from tests.e2e.harness import Fakes, LiveKitServer, Worker, wait_until, worker_env
-    from tests.support.speech import synthesize
+    from testkit.fakes_runner import Fakes
+    from testkit.livekit_server import LiveKitServer
+    from testkit.polling import wait_until
+    from testkit.speech import synthesize
+    from testkit.worker import Worker, worker_env
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-profile-"))
     server = LiveKitServer(workdir / "server").start()
