@@ -98,22 +98,23 @@ class PodDeletionCost:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._http is not None:
-            await self._http.close()
 
     async def _run(self) -> None:
         ssl_ctx: ssl.SSLContext | bool = False if self._pod.api_url.startswith("http:") else \
             ssl.create_default_context(cafile=str(self._pod.ca_file) if self._pod.ca_file else None)
-        self._http = aiohttp.ClientSession(
+        # the session lives as long as the task: the event loop's shutdown cancels the task (the
+        # framework has no worker-stopped event), and that closes the session
+        async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=ssl_ctx),
-            timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS))
-        while True:
-            self._wake.clear()
-            cost = self._count()
-            if cost != self._written:
-                await self._patch(cost)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._resync)
+            timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS),
+        ) as self._http:
+            while True:
+                self._wake.clear()
+                cost = self._count()
+                if cost != self._written:
+                    await self._patch(cost)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._resync)
 
     async def _patch(self, cost: int) -> None:
         assert self._http is not None
