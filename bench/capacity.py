@@ -34,7 +34,7 @@ from typing import Any
 
 import psutil
 
-from .common import REPO, Row, fmt, median, spread
+from .common import REPO, Row, fmt, median, spread, stop
 
 FULL_SESSIONS = (1, 3, 6)
 QUICK_SESSIONS = (1,)
@@ -329,12 +329,7 @@ def run(quick: bool) -> dict[str, Any]:
         # the worker, server and fakes logs are the evidence: keep them and say where
         raise RuntimeError(f"{e} (logs kept in {workdir})") from e
     finally:
-        for w in workers:
-            w.stop()
-        if fakes is not None:
-            fakes.stop()
-        if server is not None:
-            server.stop()
+        stop(*workers, fakes, server)
     shutil.rmtree(workdir, ignore_errors=True)  # reached only on success
     return out
 

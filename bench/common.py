@@ -7,6 +7,7 @@ figures; the rows are what `python -m bench` prints and what the smoke test chec
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import threading
@@ -148,3 +149,18 @@ class LoadSampler:
             "at_end": round(vals[-1], 2),
             "samples": len(vals),
         }
+
+
+def stop(*parts: Any) -> None:
+    """Stop what a benchmark started (workers, fakes, livekit-server); None: never started."""
+    for part in parts:
+        if part is not None:
+            part.stop()
+
+
+def save(res: dict[str, Any], path: Path, summary: str) -> int:
+    """Write a benchmark's figures as JSON and print its summary; the exit code."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=1) + "\n")
+    print(summary)
+    return 0

@@ -56,7 +56,7 @@ from .capacity import (
     _job_pids,
     _job_processes,
 )
-from .common import REPO, median
+from .common import REPO, median, save, stop
 
 UNANSWERED_S = 10.0  # a question with no agent audio this long after it: a failed session
 VAD_BEHIND = "VAD inference is slower than realtime"
@@ -352,12 +352,7 @@ def run(quick: bool, max_sessions: int, ab: int = 0, reps: int = 3) -> dict[str,
                          "broke_at": first_broken,
                          "cpus": 1 if pin else len(cores)}
     finally:
-        for w in workers:
-            w.stop()
-        if fakes is not None:
-            fakes.stop()
-        if server is not None:
-            server.stop()
+        stop(*workers, fakes, server)
     return out
 
 
@@ -425,10 +420,7 @@ def main(argv: list[str]) -> int:
         parser.error("--ab must be positive and --reps at least 1")
     res = run(args.quick, 2 if args.quick else args.max_sessions, args.ab, args.reps)
     res["load1_at_end"] = round(os.getloadavg()[0], 2)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(res, indent=1) + "\n")
-    print(_summary(res))
-    return 0
+    return save(res, args.json, _summary(res))
 
 
 if __name__ == "__main__":

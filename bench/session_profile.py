@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .capacity import QUESTIONS, _bare_worker, _job_pids, _talk, _thread_cpu
-from .common import REPO
+from .common import REPO, save
 
 TOP = 12
 # Leaf frames of a thread that waits (py-spy's idle detection misses these in --nonblocking mode):
@@ -172,10 +171,7 @@ def main(argv: list[str]) -> int:
     if not args.py_spy.is_file():
         parser.error(f"no py-spy at {args.py_spy}")  # exits 2
     res = run(args.py_spy, args.seconds)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(res, indent=1) + "\n")
-    print(_summary(res))
-    return 0
+    return save(res, args.json, _summary(res))
 
 
 if __name__ == "__main__":
