@@ -39,6 +39,8 @@ class StackLiveKit(LiveKitServer):
     def __init__(self) -> None:  # noqa: D107 - nothing of the parent's set-up applies
         self.port = 7880
         self.name = "compose livekit"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.http_url = f"http://127.0.0.1:{self.port}"
 
     def api(self) -> api.LiveKitAPI:
         return api.LiveKitAPI(url=self.http_url, api_key=API_KEY, api_secret=API_SECRET)
