@@ -9,13 +9,13 @@ talks: the worker's load is the machine's CPU (LOAD_THRESHOLD=1, and the harness
 agents.target_load 1.0), and a dispatch while the calls already saturate two cores would measure
 admission control, not capacity.
 
-Six sessions are what two cores allow with the callers (about 10% of a core each with 40 ms
-frames, for their WebRTC and Opus), livekit-server and the fakes on the same machine: about 95%
-busy, and the answers come about 3 s after the caller stops. At eight the machine saturates:
-the job processes' VAD falls 5-9 s behind the audio, the answers come that much later, and the
-STT's final transcripts can reach the agent before its VAD has heard any speech; the framework
-then ends the user's turn on the transcript alone, and the agent talks over the caller (seen in
-CI). So the worker's default LOAD_THRESHOLD of 0.7 matters in production.
+Six sessions are what two cores allow with the callers (about 10% of a core each with 40 ms frames,
+for their WebRTC and Opus), livekit-server and the fakes on the same machine: 97-100% busy, and the
+answers come 2-10 s after the caller stops (the VAD falls up to ~2 s behind). At eight the job
+processes' VAD falls 5-9 s behind the audio, the answers come that much later, and the STT's final
+transcripts can reach the agent before its VAD has heard any speech; the framework then ends the
+user's turn on the transcript alone, and the agent talks over the caller (seen in CI). So the
+worker's default LOAD_THRESHOLD of 0.7 matters in production.
 E2E_LOAD_SESSIONS overrides.
 
 No session may fail: every room gets its agent, every caller hears it within 15 s of stopping
