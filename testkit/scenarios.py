@@ -86,6 +86,8 @@ MOUNTAIN_TRIP = (
 WORDS_PER_SENTENCE = (4, 25)
 SENTENCES_PER_MONOLOGUE = (7, 12)
 PAUSE_S = (0.2, 1.5)
+# a caller speaks again 0.5-1.5 s after the agent has stopped
+REPLY_WAIT_S = (0.5, 1.5)
 
 
 @dataclass(frozen=True)
@@ -121,12 +123,22 @@ def monologue(rng: random.Random, *, sentences: int | None = None,
     n = sentences or rng.randint(*SENTENCES_PER_MONOLOGUE)
     texts = rng.sample(SENTENCES, n)
     if pause_s is None:
-        pauses = [rng.uniform(*PAUSE_S) for _ in range(n - 1)]
-    elif isinstance(pause_s, int | float):
+        return said(rng, texts)
+    if isinstance(pause_s, int | float):
         pauses = [float(pause_s)] * (n - 1)
     else:
         pauses = [float(p) for p in pause_s]
     return join([synthesize([t]) for t in texts], pauses)
+
+
+def said(rng: random.Random, texts: Sequence[str]) -> Monologue:
+    """Given sentences, in this order, with pauses drawn from PAUSE_S between them."""
+    return join([synthesize([t]) for t in texts], [rng.uniform(*PAUSE_S) for _ in texts[1:]])
+
+
+def reply_wait(rng: random.Random) -> float:
+    """How long a caller waits after the agent stops before speaking again."""
+    return rng.uniform(*REPLY_WAIT_S)
 
 
 def join(parts: Sequence[Utterance], pauses: Sequence[float]) -> Monologue:
