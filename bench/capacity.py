@@ -288,7 +288,7 @@ def run(quick: bool) -> dict[str, Any]:
     try:
         server = LiveKitServer(workdir / "server").start()
         fakes = Fakes(workdir).start()
-        fakes.deepgram("script", utterances=[u.script() for u in utts])
+        fakes.deepgram("know", utterances=[u.script() for u in utts])
         cold = []
         for i in range(reps):
             w = start(ours, f"interrupter-{i}")

@@ -298,7 +298,7 @@ def run(quick: bool, max_sessions: int, ab: int = 0, reps: int = 3) -> dict[str,
         server = LiveKitServer(workdir / "server").start()
         fakes = Fakes(workdir).start()
         utts = [synthesize(q) for q in QUESTIONS]
-        fakes.deepgram("script", utterances=[u.script() for u in utts])
+        fakes.deepgram("know", utterances=[u.script() for u in utts])
         env = {"LOAD_THRESHOLD": "1", "INTERRUPT_MAX_SENTENCES": "1000"}
 
         def start(make: Any, name: str) -> Any:

@@ -123,7 +123,7 @@ def run(py_spy: Path, seconds: float) -> dict[str, Any]:
     out: dict[str, Any] = {"seconds": seconds, "workdir": str(workdir)}
     try:
         utts = [synthesize(q) for q in QUESTIONS]
-        fakes.deepgram("script", utterances=[u.script() for u in utts])
+        fakes.deepgram("know", utterances=[u.script() for u in utts])
         env = {"INTERRUPT_MAX_SENTENCES": "1000"}
         makers = {"ours": lambda e, d, n: Worker("interrupter", e, d, name=n),
                   "bare": _bare_worker}

@@ -13,7 +13,7 @@ that dies takes the fakes with it). Steer it with `testkit.fakes.Control(<contro
 The script file is either a list (what the user may say: the Deepgram fake's vocabulary) or
     {"deepgram": {"know": [...], "config": {...}},
      "openai": {"replies": [...], "transcripts": [...], "config": {...}}}
-("script" and "queue" of older files add to the vocabulary too). An utterance is an
+An utterance is an
 `Utterance.script()` dict, or a plain list of sentences, synthesised here with
 `testkit.speech.synthesize` defaults (the test playing the same sentences with the same
 defaults gets the same audio, from the same cache).
@@ -77,9 +77,7 @@ async def _main(args: argparse.Namespace) -> int:
     if args.only in (None, "deepgram"):
         dg = FakeDeepgram(host=args.host, port=args.deepgram_port)
         apply_config(dg.config, dg_spec.get("config", {}))
-        dg.know([_utterance(u) for u in dg_spec.get("know", []) + dg_spec.get("script", [])])
-        for queued in dg_spec.get("queue", []):
-            dg.know([_utterance(u) for u in queued])
+        dg.know([_utterance(u) for u in dg_spec.get("know", [])])
         fakes.append(dg)
 
     stop = asyncio.Event()

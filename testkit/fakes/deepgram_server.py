@@ -79,12 +79,6 @@ class FakeDeepgram(FakeServer):
         for u in utterances:
             self.vocab.add(u)
 
-    # the old scripted API: what a scenario scripted is what it may say
-    script = know
-
-    def queue_script(self, utterances: list[Any]) -> None:
-        self.know(utterances)
-
     def fail(self, mode: str, *, count: int = 1, **kw: Any) -> Fault:
         """Arm a fault: "refuse"/"status" (handshake answered with `status`), "hang"
         (handshake stalls `delay_s`), "drop" (after `after_audio_s` of audio, or `after_words`
@@ -130,7 +124,7 @@ class FakeDeepgram(FakeServer):
         }
 
     def _control(self, op: str, body: dict[str, Any]) -> Any:
-        if op in ("know", "script"):  # {"utterances": [...]} ("mode" of old scripts ignored)
+        if op == "know":  # {"utterances": [...]}
             self.know(body["utterances"])
         elif op == "fault":
             args = {k: v for k, v in body.items() if k not in ("op", "mode", "endpoint")}

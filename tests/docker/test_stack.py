@@ -123,8 +123,7 @@ async def test_interrupter_cuts_in(stack: Stack) -> None:
     assert stack.deepgram is not None
     stack.reset_fakes()
     utt = speech(MONOLOGUE)
-    stack.deepgram("script", utterances=[utt.script()])
-    stack.deepgram("script", mode="queue", utterances=[utt.script()])
+    stack.deepgram("know", utterances=[utt.script()])
     async with joined(stack, room_name("interrupter")) as p:
         join = await p.dispatch("interrupter")
         assert join.agent_name == "interrupter"

@@ -53,7 +53,7 @@ async def test_sigterm_drains_then_exits_zero(
 
         # the old worker's call still works: finish the greeting, then one more exchange
         await p1.agent_audio.wait_for_quiet(1.0, timeout=30)
-        fakes.deepgram("script", utterances=[question.script()], mode="queue")
+        fakes.deepgram("know", utterances=[question.script()])
         spoken = await p1.say(question)
         answer = await p1.agent_audio.wait_for_speech(after=spoken.end, timeout=15)
         await p1.agent_audio.wait_for_quiet(1.0, timeout=30)

@@ -97,7 +97,7 @@ async def run_fault(
     `settle_s` after the question (longer than a healthy answer takes to start, and than the
     worker's retries take to give up), then ask `next_q` and time the answer."""
     uf, un = speech(fault_q), speech(next_q)
-    fakes.deepgram("script", mode="queue", utterances=[uf.script(), un.script()])
+    fakes.deepgram("know", utterances=[uf.script(), un.script()])
     control = fakes.deepgram if served_key.startswith("audio") else fakes.openai
     before = _counter(worker, component)
     since = time.time()
@@ -294,7 +294,7 @@ async def test_sustained_llm_outage_keeps_the_call(
     """What a caller wants from an LLM outage of four turns: the agent stays on the line, and
     answers once the LLM is back."""
     utts = [speech([q]) for q in OUTAGE]
-    fakes.deepgram("script", mode="queue", utterances=[u.script() for u in utts])
+    fakes.deepgram("know", utterances=[u.script() for u in utts])
     failed = fault_worker.metric("voice_agent_sessions_total", agent="interrupter",
                                  outcome="failed")
     async with participant(lk_server, room_name) as p:

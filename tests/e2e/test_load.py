@@ -244,7 +244,7 @@ async def test_concurrent_minute_long_calls_on_one_worker(
     w = load_worker
     utt = speech(MONOLOGUE)
     assert TALK_S - 5 <= utt.duration <= TALK_S + 8, f"monologue lasts {utt.duration:.1f}s"
-    fakes.deepgram("script", utterances=[utt.script()])  # every connection says it
+    fakes.deepgram("know", utterances=[utt.script()])  # every connection says it
     sampler = TreeSampler(w.pid).start()
     rooms = [f"{room_name}-{i}" for i in range(SESSIONS)]
     users: list[Participant] = []

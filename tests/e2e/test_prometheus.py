@@ -231,11 +231,10 @@ def run(e2e_dir: Path, lk_server: LiveKitServer, fakes: Fakes) -> Iterator[Run]:
                    evidence=lambda: json.dumps(prom.api("targets"))[:2000])
 
         fakes.reset()
-        # the monologue's connection (the first to hear speech) claims the queued script; the
-        # question may reach it, or a new connection after the cut-in cleared the user turn
+        # what the callers may say; the STT fake recognises it on whichever connection hears it
         question = speech(QUESTION).script()
-        fakes.deepgram("script", mode="queue", utterances=[speech(MONOLOGUE).script(), question])
-        fakes.deepgram("script", utterances=[question, speech(TALK_OVER).script()])
+        fakes.deepgram("know", utterances=[speech(MONOLOGUE).script(), question,
+                                           speech(TALK_OVER).script()])
         fakes.openai("reply", replies=[GREETING])  # the first chat is the greeting
         started = time.time()
         try:

@@ -46,7 +46,7 @@ async def test_worker_reregisters_after_server_restart(
         join = await p.dispatch("interrupter")
         report(f"restart: dispatch -> agent joined {join.joined_s:.2f}s")
         assert join.agent_name == "interrupter"
-        fakes.deepgram("script", utterances=[question.script()], mode="queue")
+        fakes.deepgram("know", utterances=[question.script()])
         spoken = await p.say(question)
         answer = await p.agent_audio.wait_for_speech(after=spoken.end, timeout=15)
         report(f"restart: answered {answer.start - spoken.end:.2f}s after the question")

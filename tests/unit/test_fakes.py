@@ -537,7 +537,7 @@ def test_main_runs_both_fakes_until_sigterm(tmp_path: Path) -> None:
         # what may be said, from another process: the sentences become its vocabulary
         utt = speech.synthesize(["Thanks a lot, that is all."])
         dg("know", utterances=[utt.script()])
-        dg("script", mode="queue", utterances=[utt.script()])  # the old op: the same
+        dg("know", utterances=[utt.script()])  # twice: known once
         assert dg.state()["vocabulary"] == [utt.text]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
