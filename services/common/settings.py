@@ -77,6 +77,14 @@ def _url(*schemes: str) -> Callable[[str | None], str | None]:
     return check
 
 
+def dispatch_name(value: str) -> str:
+    """An agent's name for explicit dispatch (AGENT_NAME, and the web page's WEB_AGENTS)."""
+    value = value.strip()
+    if not value or not all(c.isalnum() or c in "-_" for c in value):
+        raise ValueError("must be letters, digits, '-' or '_'")
+    return value
+
+
 NonEmpty = Annotated[str, AfterValidator(_nonempty)]
 Key = Annotated[str | None, AfterValidator(_nonempty), SECRET]
 Text = str  # free text, taken as written
@@ -238,10 +246,7 @@ class CommonSettings(EnvSettings):
     @field_validator("agent_name")
     @classmethod
     def _agent_name(cls, value: str) -> str:
-        value = value.strip()
-        if value and not all(c.isalnum() or c in "-_" for c in value):
-            raise ValueError("must be letters, digits, '-' or '_'")
-        return value
+        return dispatch_name(value) if value.strip() else ""
 
     def for_service(self, service: str) -> CommonSettings:
         """These settings as loaded for `service`: an empty AGENT_NAME becomes its name."""

@@ -22,7 +22,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     web.run_app(make_app(settings), host=settings.web_bind_address, port=settings.web_port,
                 print=lambda *_: logging.getLogger("voice_agents.web").info(
-                    "serving on %s:%d", settings.web_bind_address, settings.web_port),
+                    "serving on %s:%d, offering agents %s", settings.web_bind_address,
+                    settings.web_port, ", ".join(settings.agents)),
                 access_log=None)
 
 

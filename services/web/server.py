@@ -3,7 +3,9 @@ to talk to one agent: `GET /api/connection-details?agent=NAME` answers
 `{serverUrl, roomName, participantName, participantToken}` (LiveKit's starter convention) for a
 fresh room with random names. The token carries the dispatch (a RoomAgentDispatch in its room
 configuration): livekit-server creates the room and dispatches the agent when the browser joins,
-so this server never calls LiveKit, and the API secret never leaves it.
+so this server never calls LiveKit, and the API secret never leaves it. The agents offered
+(`GET /api/agents`) are those of WEB_AGENTS, by the names their workers register under: the page
+knows an agent by that name only (what it shows comes from the agent's participant attributes).
 
 Anyone who can reach this endpoint can join rooms with our agents: publish it on localhost, or
 behind an authenticating proxy (see helm/voice-agents/README.md).
@@ -17,8 +19,6 @@ from datetime import timedelta
 
 from aiohttp import web
 from livekit import api
-
-from services import registry
 
 from .settings import Settings
 
@@ -50,19 +50,20 @@ def _error(status: int, message: str) -> web.Response:
 
 def make_app(settings: Settings) -> web.Application:
     static = settings.page_dir
+    offered = settings.agents
 
     async def details(request: web.Request) -> web.Response:
         agent = request.query.get("agent", "")
         if not agent:
-            return _error(400, f"missing ?agent=: one of {', '.join(registry.AGENTS)}")
-        if agent not in registry.AGENTS:
-            return _error(400, f"unknown agent: one of {', '.join(registry.AGENTS)}")
+            return _error(400, f"missing ?agent=: one of {', '.join(offered)}")
+        if agent not in offered:
+            return _error(400, f"unknown agent: one of {', '.join(offered)}")
         body = connection_details(settings, agent)
         logger.info("token issued", extra={"agent": agent, "room": body["roomName"]})
         return web.json_response(body, headers=NO_STORE)
 
     async def agents(_request: web.Request) -> web.Response:
-        return web.json_response({"agents": list(registry.AGENTS)})
+        return web.json_response({"agents": list(offered)})
 
     async def health(_request: web.Request) -> web.Response:
         ok = (static / "index.html").is_file()

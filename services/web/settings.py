@@ -1,4 +1,5 @@
-"""The web service's settings: where browsers reach LiveKit and the key pair tokens are signed with.
+"""The web service's settings: where browsers reach LiveKit, the key pair tokens are signed with,
+and which agents the page offers.
 
 Validated like the agents' (services/common/settings.py): one line naming the variable, exit 2.
 The secret signs tokens here and never leaves this process.
@@ -8,12 +9,46 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import AfterValidator
+
+from services import registry
 from services.common.config import validated
-from services.common.settings import EnvSettings, Key, LiveKitUrl, NonEmpty, count, seconds, setting
+from services.common.settings import (
+    EnvSettings,
+    Key,
+    LiveKitUrl,
+    NonEmpty,
+    count,
+    dispatch_name,
+    seconds,
+    setting,
+)
 
 # the page built by `npm run build` in web/ (the image copies it to the same place under /app)
 BUILT_PAGE = Path(__file__).resolve().parents[2] / "web" / "dist"
+
+
+def _dispatch_names(value: str) -> str:
+    """A comma-separated list of dispatch names, blanks around entries ignored; "" stays ""."""
+    if not value.strip():
+        return ""
+    names = [n.strip() for n in value.split(",")]
+    if "" in names:
+        raise ValueError("an entry is empty (names separated by single commas)")
+    for name in names:
+        try:
+            dispatch_name(name)
+        except ValueError as e:
+            raise ValueError(f"{name!r}: {e}") from None
+    if len(set(names)) < len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"{twice!r} is listed twice")
+    return ",".join(names)
+
+
+DispatchNames = Annotated[str, AfterValidator(_dispatch_names)]
 
 
 class Settings(EnvSettings):
@@ -25,9 +60,18 @@ class Settings(EnvSettings):
     web_port: count(1, 65535) = setting(8080, "Port of the page and its API.")
     web_token_ttl_seconds: seconds(10, 86400) = setting(
         900, "Lifetime of a token: how long after it is issued a browser may join with it.")
+    web_agents: DispatchNames = setting(
+        "", "The agents the page offers, by the names their workers register for dispatch "
+        "(AGENT_NAME), comma-separated; empty: every agent of the project under its own name. "
+        "docker compose and the Helm chart set it from the agents' names.")
     web_static_dir: str = setting(
         "", "Directory of the built page; empty: web/dist beside services/ (where the image has "
         "it).")
+
+    @property
+    def agents(self) -> tuple[str, ...]:
+        """The dispatch names the page offers, in order."""
+        return tuple(self.web_agents.split(",")) if self.web_agents else tuple(registry.AGENTS)
 
     @property
     def page_dir(self) -> Path:

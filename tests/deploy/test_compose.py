@@ -92,11 +92,17 @@ COMPOSE_ONLY = {"LIVEKIT_NODE_IP": "NODE_IP: ${LIVEKIT_NODE_IP:-}",
                 "LIVEKIT_PUBLIC_URL": "LIVEKIT_PUBLIC_URL: ${LIVEKIT_PUBLIC_URL:-ws://localhost:7880}"}
 
 
-def resolved_agent_env(compose: dict[str, Any], service: str) -> dict[str, str]:
-    """What the agent's container gets from `cp .env.example .env`: env_file, then environment
-    (interpolated from the same .env, as compose does)."""
+def example_dotenv(**changes: str) -> dict[str, str]:
+    """`.env` as `cp .env.example .env` writes it, with `changes`."""
+    return {**{k: v or "" for k, v in dotenv_values(ENV_EXAMPLE).items()}, **changes}
+
+
+def resolved_agent_env(compose: dict[str, Any], service: str,
+                       dotenv: dict[str, str] | None = None) -> dict[str, str]:
+    """What the agent's container gets from `.env` (default: `cp .env.example .env`): env_file,
+    then environment (interpolated from the same .env, as compose does)."""
     spec = compose["services"][service]
-    dotenv = {k: v or "" for k, v in dotenv_values(ENV_EXAMPLE).items()}
+    dotenv = example_dotenv() if dotenv is None else dotenv
     assert spec["env_file"] == [".env"], f"{service} must read .env"
     env = dict(dotenv)
     for key, value in (spec.get("environment") or {}).items():
@@ -159,6 +165,21 @@ def test_web_client_on_localhost_only_with_the_livekit_keys(compose: dict[str, A
         livekit["LIVEKIT_API_KEY"], livekit["LIVEKIT_API_SECRET"])
     assert web["read_only"] is True and web["cap_drop"] == ["ALL"]
     assert web["depends_on"] == {"livekit": {"condition": "service_healthy"}}
+
+
+@pytest.mark.parametrize("agent_name", ["", "front-desk"])
+def test_web_client_offers_the_names_the_agents_register_with(compose: dict[str, Any],
+                                                               agent_name: str) -> None:
+    """AGENT_NAME in .env renames both agents (one name for the two); the page offers what they
+    register with, from the same variable."""
+    dotenv = example_dotenv(AGENT_NAME=agent_name)
+    keys = {"OPENAI_API_KEY": "sk-placeholder", "DEEPGRAM_API_KEY": "dg-placeholder"}
+    registered = {config.load(service, {**resolved_agent_env(compose, service, dotenv), **keys})
+                  .agent_name for service in SERVICES}
+    web = {k: interpolate(str(v), dotenv) for k, v in
+           compose["services"]["web"]["environment"].items()}
+    assert set(web_settings.load(web).agents) == registered
+    assert registered == ({agent_name} if agent_name else set(SERVICES))
 
 
 def test_livekit_server_pinned_to_the_tested_release(compose: dict[str, Any]) -> None:

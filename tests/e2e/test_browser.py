@@ -60,12 +60,13 @@ def page_built() -> None:
 
 
 @contextlib.contextmanager
-def web_service(livekit_url: str, log: Path) -> Iterator[str]:
-    """`python -m services.web` on a free port, as the image runs it; its base URL."""
+def web_service(livekit_url: str, log: Path, **settings: str) -> Iterator[str]:
+    """`python -m services.web` on a free port, as the image runs it, with `settings` added to
+    its environment; its base URL."""
     port = free_port()
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "LIVEKIT_PUBLIC_URL":
            livekit_url, "LIVEKIT_API_KEY": API_KEY, "LIVEKIT_API_SECRET": API_SECRET,
-           "WEB_BIND_ADDRESS": "127.0.0.1", "WEB_PORT": str(port)}
+           "WEB_BIND_ADDRESS": "127.0.0.1", "WEB_PORT": str(port), **settings}
     proc = spawn([PYTHON, "-m", "services.web"], log=log, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -219,3 +220,28 @@ def test_page_says_when_no_agent_joins(start_lk_server: Any, e2e_dir: Path,
         seen = browse(url, "interrupter", "error", wav=microphone[0], timeout_s=45)
     assert "connected" in [e["kind"] for e in seen["events"]]
     assert "interrupter did not join within 20 s" in seen["message"], seen["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_page_offers_a_renamed_agent_and_it_comes(
+    start_worker: Any, lk_server: LiveKitServer, fakes: Fakes, e2e_dir: Path,
+    microphone: tuple[Path, Any], page_built: None,
+) -> None:
+    # a deployment that renamed the uninterruptable agent and runs no interrupter: the web
+    # service is told the name (compose and the chart derive it from the agents' own setting)
+    renamed = "web-front-desk"
+    wav, utt = microphone
+    fakes.deepgram("know", utterances=[utt.script()])
+    worker = start_worker("uninterruptable", env={"AGENT_NAME": renamed})
+    with web_service(lk_server.ws_url, e2e_dir / "web-renamed.log", WEB_AGENTS=renamed) as url:
+        assert json.loads(http_get(f"{url}/api/agents")[1]) == {"agents": [renamed]}
+        status, body = http_get(f"{url}/api/connection-details?agent=uninterruptable")
+        assert status == 400 and renamed in json.loads(body)["error"], body
+        # the page selects it by that name (browser.mjs waits for it in the list) and the
+        # renamed worker takes the job and greets
+        seen = browse(url, renamed, "agent_audio", wav=wav, timeout_s=45)
+    report(f"browser/renamed agent: {check_greeting(seen)}")
+    room = next(e["room"] for e in seen["events"] if e["kind"] == "connected")
+    assert room.startswith(f"web-{renamed}-")
+    assert worker.find("received job request", room=room), f"{worker.log_path}"

@@ -72,8 +72,40 @@ async def test_page_agents_and_health(client: TestClient, tmp_path: Path) -> Non
     assert (await client.get("/healthz")).status == 503
 
 
+async def test_renamed_and_missing_agents_offered_by_their_dispatch_names(
+        tmp_path: Path) -> None:
+    # the uninterruptable agent renamed, the interrupter not deployed
+    app = make_app(settings(tmp_path, WEB_AGENTS=" front-desk "))
+    async with TestClient(TestServer(app)) as c:
+        assert (await (await c.get("/api/agents")).json()) == {"agents": ["front-desk"]}
+        resp = await c.get("/api/connection-details", params={"agent": "front-desk"})
+        assert resp.status == 200
+        claims = api.TokenVerifier(KEY, SECRET).verify((await resp.json())["participantToken"])
+        assert [a.agent_name for a in claims.room_config.agents] == ["front-desk"]
+        for gone in registry.AGENTS:  # no worker registers under these: refused, not dispatched
+            resp = await c.get("/api/connection-details", params={"agent": gone})
+            assert resp.status == 400
+            assert (await resp.json())["error"] == "unknown agent: one of front-desk"
+
+
+@pytest.mark.parametrize(("raw", "agents"), [
+    ("", tuple(registry.AGENTS)),
+    ("interrupter", ("interrupter",)),
+    ("support_bot , interrupter-eu", ("support_bot", "interrupter-eu")),
+])
+def test_web_agents_setting(tmp_path: Path, raw: str, agents: tuple[str, ...]) -> None:
+    assert settings(tmp_path, WEB_AGENTS=raw).agents == agents
+
+
 @pytest.mark.parametrize(("env", "error"), [
     ({"LIVEKIT_PUBLIC_URL": ""}, "LIVEKIT_PUBLIC_URL: required but not set"),
+    ({"WEB_AGENTS": "interrupter,,uninterruptable"}, "WEB_AGENTS: an entry is empty"),
+    ({"WEB_AGENTS": ","}, "WEB_AGENTS: an entry is empty"),
+    ({"WEB_AGENTS": "interrupter, interrupter"}, "WEB_AGENTS: 'interrupter' is listed twice"),
+    ({"WEB_AGENTS": "interrupter,front desk"},
+     "WEB_AGENTS: 'front desk': must be letters, digits, '-' or '_'"),
+    ({"WEB_AGENTS": "interrupter=front-desk"},
+     "WEB_AGENTS: 'interrupter=front-desk': must be letters, digits, '-' or '_'"),
     ({"LIVEKIT_PUBLIC_URL": "localhost:7880"}, "LIVEKIT_PUBLIC_URL: must be a ws/wss/http/https"),
     ({"LIVEKIT_API_SECRET": ""}, "LIVEKIT_API_SECRET: required but not set"),
     ({"WEB_PORT": "70000"}, "WEB_PORT: Input should be less than or equal to 65535"),
@@ -84,14 +116,19 @@ def test_settings_refused_in_one_line(tmp_path: Path, env: dict[str, str], error
     assert str(e.value).startswith(error) and "\n" not in str(e.value)
 
 
-def test_bad_setting_exits_2_and_the_secret_is_never_shown(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("bad", "line"), [
+    ({"WEB_PORT": "port"}, "WEB_PORT: Input should be a valid integer, unable to parse string "
+                           "as an integer (got 'port')"),
+    ({"WEB_AGENTS": "interrupter,"}, "WEB_AGENTS: an entry is empty (names separated by single "
+                                     "commas) (got 'interrupter,')"),
+])
+def test_bad_setting_exits_2_and_the_secret_is_never_shown(tmp_path: Path, bad: dict[str, str],
+                                                           line: str) -> None:
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT),
            "LIVEKIT_PUBLIC_URL": "ws://localhost:7880", "LIVEKIT_API_KEY": KEY,
-           "LIVEKIT_API_SECRET": SECRET, "WEB_PORT": "port"}
+           "LIVEKIT_API_SECRET": SECRET, **bad}
     result = subprocess.run([sys.executable, "-m", "services.web"], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip() == ("web: configuration error: WEB_PORT: Input should be a "
-                                     "valid integer, unable to parse string as an integer "
-                                     "(got 'port')")
+    assert result.stderr.strip() == f"web: configuration error: {line}"
     assert SECRET not in result.stdout + result.stderr

@@ -186,6 +186,31 @@ scaleDown:
       periodSeconds: 300
 {{- end }}
 
+{{/* The name one agent registers with for dispatch (its AGENT_NAME): agentName, else its own. */}}
+{{- define "voice-agents.dispatchName" -}}
+{{- .agent.agentName | default .name }}
+{{- end }}
+
+{{/*
+WEB_AGENTS of the web client: the dispatch names of the enabled agents, comma-separated, each
+once (two agents registered under one name are one choice for a dispatch). Never empty: the web
+client would then offer every agent under its own name.
+*/}}
+{{- define "voice-agents.webAgents" -}}
+{{- $agents := dict }}
+{{- include "voice-agents.agents" (dict "root" . "out" $agents) }}
+{{- $names := list }}
+{{- range $name, $agent := $agents }}
+{{- if $agent.enabled }}
+{{- $names = append $names (include "voice-agents.dispatchName" (dict "name" $name "agent" $agent)) }}
+{{- end }}
+{{- end }}
+{{- if not $names }}
+{{- fail "web.enabled needs at least one enabled agent (agents.<name>.enabled): the page would offer agents no worker serves" }}
+{{- end }}
+{{- $names | uniq | join "," }}
+{{- end }}
+
 {{/* Whether any enabled agent keeps its pod deletion cost (it then needs the Role). */}}
 {{- define "voice-agents.podDeletionCost" -}}
 {{- $agents := dict }}
