@@ -209,12 +209,16 @@ standins() {
     "$(cat "$STANDIN_DIR/livekit-server.Dockerfile" "$lk_bin" <(echo "$rootfs") | eval "$hash_of")" \
     --build-arg "ROOTFS=$rootfs"
 
-  # Prometheus: Debian's package (scripts/setup.sh installs it), not the compose file's version
+  # Prometheus and promtool: the compose file's release built from its module by scripts/setup.sh
   local prom; prom=$(compose_image prom/prometheus)
-  local prom_bin; prom_bin=$(command -v prometheus) || die "no prometheus: run scripts/setup.sh"
-  mkdir -p "$ctx/prometheus" && cp "$prom_bin" "$ctx/prometheus/prometheus"
+  local prom_bin=$CACHE/bin/prometheus promtool_bin=$CACHE/bin/promtool
+  [ -x "$prom_bin" ] && [ -x "$promtool_bin" ] || die "no $prom_bin or $promtool_bin: run scripts/setup.sh"
+  [ "prom/prometheus:$(cat "$CACHE/bin/.prometheus.version")" = "$prom" ] \
+    || die "docker-compose.yml uses $prom but scripts/setup.sh built $(cat "$CACHE/bin/.prometheus.version")"
+  mkdir -p "$ctx/prometheus" && cp "$prom_bin" "$promtool_bin" "$ctx/prometheus/"
   build_standin "$prom" "$STANDIN_DIR/prometheus.Dockerfile" "$ctx/prometheus" \
-    "$(cat "$STANDIN_DIR/prometheus.Dockerfile" "$prom_bin" <(echo "$rootfs") | eval "$hash_of")" \
+    "$(cat "$STANDIN_DIR/prometheus.Dockerfile" "$prom_bin" "$promtool_bin" <(echo "$rootfs") \
+       | eval "$hash_of")" \
     --build-arg "ROOTFS=$rootfs" \
     --build-arg "VERSION=$("$prom_bin" --version 2>&1 | sed -n '1s/^prometheus, version \([^ ]*\).*/\1/p')"
 }

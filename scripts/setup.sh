@@ -45,13 +45,11 @@ if ! stamp_ok "$CACHE/tools/.lock-sum" "$tools_sum"; then
   echo "$tools_sum" > "$CACHE/tools/.lock-sum"
 fi
 
-# Debian packages: speech for the VAD, a real Prometheus (and promtool), Chromium for the web
-# page's browser tests (the release's package: its version is the one Debian ships).
+# Debian packages: speech for the VAD, Chromium for the web page's browser tests (the release's
+# package: its version is the one Debian ships).
 need_apt=()
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v chromium >/dev/null || need_apt+=(chromium)
-command -v prometheus >/dev/null || need_apt+=(prometheus)
-command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || die "missing ${need_apt[*]}: install them with apt-get (root needed)"
   apt-get update -qq >/dev/null
@@ -101,6 +99,29 @@ go_build_in_module livekit-server "$LIVEKIT_SERVER_VERSION" github.com/livekit/l
 # helm-unittest is a helm plugin; the tests run its binary directly (no plugin install needed).
 go_build_in_module helm-unittest "$HELM_UNITTEST_VERSION" github.com/helm-unittest/helm-unittest \
   ./cmd/helm-unittest
+# Prometheus and promtool: the release docker-compose.yml deploys, from its Go module (whose
+# versions are v0.XYY.Z for X.Y.Z), so the tests and the compose stand-in run what compose pins.
+# Static (CGO off, netgo as in the release build) so the binary runs in any stand-in image; without
+# the release's builtinassets tag the web UI is not compiled in (it would need an npm build), the
+# HTTP API is complete.
+build_prometheus() {
+  local tag; tag=$(sed -n 's|^[[:space:]]*image: prom/prometheus:\(v[0-9.]*\)[[:space:]]*$|\1|p' \
+    docker-compose.yml)
+  [[ $tag =~ ^v([0-9]+)\.([0-9]+)\.([0-9]+)$ ]] || die "no prom/prometheus:vX.Y.Z in docker-compose.yml"
+  local version; version=$(printf 'v0.%d%02d.%d' "${BASH_REMATCH[@]:1:3}")
+  if stamp_ok "$BIN/.prometheus.version" "$tag" && stamp_ok "$BIN/.promtool.version" "$tag" \
+     && [ -x "$BIN/prometheus" ] && [ -x "$BIN/promtool" ]; then return; fi
+  echo "setup: building prometheus and promtool $tag (first run only, a few minutes)" >&2
+  local src; src=$(go_module_dir github.com/prometheus/prometheus "$version")
+  [ "v$(cat "$src/VERSION")" = "$tag" ] || die "module $version is Prometheus $(cat "$src/VERSION"), not $tag"
+  local tmp; tmp=$(mktemp -d)
+  (cd "$src" && CGO_ENABLED=0 go build -trimpath -tags netgo -o "$tmp/" \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=${tag#v}" \
+      ./cmd/prometheus ./cmd/promtool) >&2 || { rm -rf "$tmp"; die "building Prometheus $tag failed"; }
+  mv "$tmp/prometheus" "$tmp/promtool" "$BIN/"; rmdir "$tmp"
+  echo "$tag" > "$BIN/.prometheus.version"; echo "$tag" > "$BIN/.promtool.version"
+}
+build_prometheus
 go_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 go_tool kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
 go_tool helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs/cmd/helm-docs

@@ -21,6 +21,7 @@ from livekit.agents.telemetry import metrics as lk_metrics
 from prometheus_client.metrics import MetricWrapperBase
 
 from services.common import metrics as voice_metrics
+from tests.deploy.conftest import find_tool
 from tests.support import promql
 
 REPO = Path(__file__).resolve().parents[2]
@@ -234,9 +235,7 @@ def test_every_voice_agent_metric_on_overview() -> None:
 
 
 def test_substituted_queries_are_valid_promql(tmp_path: Path) -> None:
-    exe = shutil.which("promtool")
-    if exe is None:
-        pytest.fail("promtool not found on PATH: run `bash scripts/setup.sh`")
+    exe = find_tool("promtool")
     queries = promql.dashboard_queries(DASHBOARD_DIR)
     assert queries and all(len(q) == 3 for q in queries)
     leftovers = [q for q in queries if "$" in q[2] or "[[" in q[2]]
@@ -251,7 +250,7 @@ def test_substituted_queries_are_valid_promql(tmp_path: Path) -> None:
     rule_file = tmp_path / "dashboard_queries.yml"
     rule_file.write_text(yaml.safe_dump(rules))
     result = subprocess.run(
-        [exe, "check", "rules", str(rule_file)], capture_output=True, text=True, timeout=120
+        [str(exe), "check", "rules", str(rule_file)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, f"invalid dashboard PromQL:\n{result.stdout}{result.stderr}"
 

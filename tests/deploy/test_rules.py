@@ -5,12 +5,13 @@ unit test)."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.deploy.conftest import find_tool
 
 REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "deploy" / "prometheus"
@@ -25,14 +26,9 @@ RULE_LABELS = {"severity", "quantile"}
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("promtool")
-    if exe is None:
-        pytest.fail(
-            "promtool not found on PATH: run `bash scripts/setup.sh` (installs the Debian "
-            "prometheus package, which provides promtool)"
-        )
     return subprocess.run(
-        [exe, *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+        [find_tool("promtool"), *map(str, args)],
+        capture_output=True, text=True, timeout=120, check=False,
     )
 
 

@@ -26,6 +26,7 @@ from testkit.processes import http_get
 from testkit.reporting import speech
 from tests.e2e.test_browser import browse, check_cut_in, check_greeting, monologue_wav
 from tests.e2e.test_interrupter import MONOLOGUE  # the same caller as the e2e cut-in test
+from tests.support.promql import DASHBOARDS, panel_data
 
 from .conftest import REPO, Builds, Docker, figure
 from .stack import (
@@ -201,6 +202,22 @@ def test_prometheus_targets_rules_and_cut_in(stack: Stack) -> None:
            f"({rules} rules) loaded, {query} = {value:g}")
     assert value >= 1
 
+
+
+@pytest.mark.timeout(180)
+def test_every_dashboard_panel_returns_data(stack: Stack) -> None:
+    """The e2e check of the dashboards (tests/e2e/test_prometheus.py), against the compose
+    stack's Prometheus after the calls above. Series of the last call and the recording rules
+    over them show up within a scrape and an evaluation (15 s each)."""
+    def query(expr: str) -> list[dict[str, Any]]:
+        return list(prom("/api/v1/query", query=expr)["result"])
+
+    deadline = time.monotonic() + 90
+    while (got := panel_data(query, DASHBOARDS)).empty and time.monotonic() < deadline:
+        time.sleep(5)
+    figure(f"stack prometheus: {got.summary()}")
+    assert got.queries
+    assert not got.empty, "panels without data:\n" + "\n".join(got.empty)
 
 # --- lifecycle: drain, restart, down -------------------------------------------------------------
 

@@ -4,6 +4,7 @@ metric names the dashboards may use.
 
     for dashboard, title, expr in dashboard_queries("deploy/grafana/dashboards"):
         ...  # each `expr` is a valid instant query against a plain Prometheus
+    panel_data(query, "deploy/grafana/dashboards").empty  # panels a Prometheus has no data for
 
 Panels whose queries can legitimately return no series carry a description line starting with
 `May be empty:` and the reason (written by deploy/monitoring/dashboards.py);
@@ -14,12 +15,16 @@ Panels whose queries can legitimately return no series carry a description line 
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MAY_BE_EMPTY = "May be empty:"
+# what deploy/monitoring writes, and Grafana loads in compose and the chart
+DASHBOARDS = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards"
 
 DEFAULT_VARIABLES: dict[str, str] = {"agent": ".*", "instance": ".*"}
 
@@ -174,6 +179,46 @@ def dashboard_queries(
         for q in panel_queries(path_or_dir, variables)
         if include_may_be_empty or q.may_be_empty is None
     ]
+
+
+@dataclass(frozen=True)
+class PanelData:
+    """What a Prometheus answered to every panel query (see `panel_data`)."""
+
+    queries: int  # panel queries that must return series
+    empty: list[str]  # of those, "dashboard / panel: expr" that returned none
+    nan_only: list[str]  # panel titles whose series are all NaN (nothing in the rate window)
+    optional: int  # queries of 'May be empty' panels
+    optional_filled: int  # of those, with series
+
+    def summary(self) -> str:
+        return (f"{self.queries} panel queries, {len(self.empty)} empty"
+                + (f"; NaN only: {sorted(set(self.nan_only))}" if self.nan_only else "")
+                + f"; {self.optional_filled} of {self.optional} 'May be empty' queries have "
+                "data too")
+
+
+def panel_data(
+    query: Callable[[str], Sequence[Mapping[str, Any]]],
+    path_or_dir: str | Path,
+    variables: Mapping[str, str | Sequence[str]] | None = None,
+) -> PanelData:
+    """Runs every panel query through `query` (expr -> the instant vector's results, as in
+    Prometheus's /api/v1/query) and sorts out which returned nothing. Panels marked
+    'May be empty' only count towards `optional_filled`."""
+    required, empty, nan_only, optional, filled = 0, [], [], 0, 0
+    for q in panel_queries(path_or_dir, variables):
+        result = query(q.expr)
+        if q.may_be_empty is not None:
+            optional += 1
+            filled += bool(result)
+            continue
+        required += 1
+        if not result:
+            empty.append(f"{q.dashboard} / {q.panel_title}: {q.expr}")
+        elif all(math.isnan(float(r["value"][1])) for r in result):
+            nan_only.append(q.panel_title)
+    return PanelData(required, empty, nan_only, optional, filled)
 
 
 def variable_queries(path_or_dir: str | Path) -> list[tuple[str, str, str]]:
