@@ -24,8 +24,8 @@ import yaml
 from testkit.polling import HarnessError, wait_for
 from testkit.processes import http_get
 from testkit.reporting import speech
+from testkit.scenarios import MOUNTAIN_TRIP
 from tests.e2e.test_browser import browse, check_cut_in, check_greeting, monologue_wav
-from tests.e2e.test_interrupter import MONOLOGUE  # the same caller as the e2e cut-in test
 from tests.support.promql import DASHBOARDS, panel_data
 
 from .conftest import REPO, Builds, Docker, figure
@@ -123,7 +123,8 @@ def test_browser_talks_to_the_agents_through_the_web_service(stack: Stack,
 async def test_interrupter_cuts_in(stack: Stack) -> None:
     assert stack.deepgram is not None
     stack.reset_fakes()
-    utt = speech(MONOLOGUE)
+    # the e2e cut-in story, without its pauses: the first agent audio is the cut-in
+    utt = speech(MOUNTAIN_TRIP)
     stack.deepgram("know", utterances=[utt.script()])
     async with joined(stack, room_name("interrupter")) as p:
         join = await p.dispatch("interrupter")
