@@ -54,6 +54,8 @@ install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" \
       >/dev/null || die "apt-get install ${need[*]} failed"
   fi
+  # network and disk bound: beside the CPU-bound Compose build
+  rootfs_tarball & local rootfs=$!
   local plugins=$DOCKER_CONFIG/cli-plugins
   if ! { stamp_ok "$plugins/.docker-compose.version" "$COMPOSE_VERSION" \
          && [ -x "$plugins/docker-compose" ]; }; then
@@ -71,6 +73,7 @@ install() {
       || die "building Docker Compose $COMPOSE_VERSION failed"
     echo "$COMPOSE_VERSION" > "$plugins/.docker-compose.version"
   fi
+  wait "$rootfs" || die "building the stand-in root file system failed (see above)"
 }
 
 daemon_up() { "$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
@@ -137,33 +140,42 @@ host_mirror() {
     | awk -v rel="$codename" '$2 == rel { print $1; exit }'
 }
 
-rootfs_image() {
+# The stand-in root file system's release, tag and tarball: "codename tag tarball".
+rootfs_names() {
   # shellcheck disable=SC1091
   local codename; codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
   [ -n "$codename" ] || die "cannot tell this host's Debian release from /etc/os-release"
   local sum; sum=$(printf '%s\n' "$codename" "$ROOTFS_PACKAGES" minbase | sha256sum | cut -c1-12)
-  local tag=voice-agents-standin/rootfs:$codename-$sum
+  echo "$codename voice-agents-standin/rootfs:$codename-$sum $DCACHE/standins/rootfs-$codename-$sum.tar"
+}
+
+# debootstrap into a tarball (no Docker needed, so `install` runs it beside the Compose build).
+rootfs_tarball() {
+  local codename tag tarball; read -r codename tag tarball < <(rootfs_names)
+  [ -f "$tarball" ] && return
+  command -v debootstrap >/dev/null || die "debootstrap missing: run scripts/docker-stack.sh install"
+  local mirror; mirror=$(host_mirror "$codename")
+  [ -n "$mirror" ] || die "no apt source for $codename in this host's apt configuration"
+  say "debootstrap $codename from the host's mirror (first run only, a few minutes)"
+  mkdir -p "$DCACHE/debootstrap-cache"
+  local dir; dir=$(mktemp -d "$DCACHE/rootfs.XXXXXX")
+  debootstrap --variant=minbase --include="$ROOTFS_PACKAGES" \
+    --cache-dir="$DCACHE/debootstrap-cache" "$codename" "$dir/root" "$mirror" \
+    >"$DCACHE/debootstrap.log" 2>&1 \
+    || { rm -rf "$dir"; die "debootstrap failed (log: $DCACHE/debootstrap.log)"; }
+  # the image needs no package lists or apt cache
+  rm -rf "$dir"/root/var/lib/apt/lists/* "$dir"/root/var/cache/apt/*
+  mkdir -p "$DCACHE/standins"
+  tar -C "$dir/root" --numeric-owner -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+  rm -rf "$dir"
+}
+
+rootfs_image() {
+  local codename tag tarball; read -r codename tag tarball < <(rootfs_names)
   if "$DOCKER" image inspect "$tag" >/dev/null 2>&1; then echo "$tag"; return; fi
-  local tarball=$DCACHE/standins/rootfs-$codename-$sum.tar
-  if [ ! -f "$tarball" ]; then
-    command -v debootstrap >/dev/null || die "debootstrap missing: run scripts/docker-stack.sh install"
-    local mirror; mirror=$(host_mirror "$codename")
-    [ -n "$mirror" ] || die "no apt source for $codename in this host's apt configuration"
-    say "debootstrap $codename from the host's mirror (first run only, a few minutes)"
-    local dir; dir=$(mktemp -d "$DCACHE/rootfs.XXXXXX")
-    mkdir -p "$DCACHE/debootstrap-cache"
-    debootstrap --variant=minbase --include="$ROOTFS_PACKAGES" \
-      --cache-dir="$DCACHE/debootstrap-cache" "$codename" "$dir/root" "$mirror" \
-      >"$DCACHE/debootstrap.log" 2>&1 \
-      || { rm -rf "$dir"; die "debootstrap failed (log: $DCACHE/debootstrap.log)"; }
-    # the image needs no package lists or apt cache
-    rm -rf "$dir"/root/var/lib/apt/lists/* "$dir"/root/var/cache/apt/*
-    mkdir -p "$DCACHE/standins"
-    tar -C "$dir/root" --numeric-owner -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
-    rm -rf "$dir"
-  fi
+  rootfs_tarball
   "$DOCKER" import --change 'CMD ["bash"]' --change 'ENV LANG=C.UTF-8' \
-    --change "LABEL $STANDIN_LABEL=debootstrap-$codename-$sum" "$tarball" "$tag" >/dev/null \
+    --change "LABEL $STANDIN_LABEL=debootstrap-${tag##*:}" "$tarball" "$tag" >/dev/null \
     || die "docker import of $tarball failed"
   echo "$tag"
 }

@@ -119,45 +119,65 @@ def livekit(docker: Docker) -> Iterator[tuple[str, str]]:
         docker.run("network", "rm", net, check=False)
 
 
-@pytest.mark.parametrize("agent", AGENTS)
+def _each_health(docker: Docker, cids: dict[str, str], want: str, timeout: float,
+                 t0: float) -> dict[str, float]:
+    """Seconds from `t0` (monotonic) until each container's health is `want` (an exited
+    container's last health status counts): the containers are watched side by side."""
+    left, took = dict(cids), {}
+    while left:
+        for agent, cid in list(left.items()):
+            status = docker.health(cid)
+            if status == "exited":
+                status = str(docker.inspect(cid)["State"].get("Health", {}).get("Status"))
+            if status == want:
+                took[agent] = time.monotonic() - t0
+                del left[agent]
+            elif time.monotonic() - t0 > timeout or (want == "healthy"
+                                                      and docker.health(cid) == "exited"):
+                docker.wait_health(cid, want, timeout=0)  # fails with its log
+        time.sleep(0.2)
+    return took
+
+
 def test_healthcheck_follows_livekit(
-    docker: Docker, images: Builds, livekit: tuple[str, str], agent: str
+    docker: Docker, images: Builds, livekit: tuple[str, str]
 ) -> None:
     """The image's own HEALTHCHECK command (its timing shortened with --health-*): healthy once
     the worker registered with livekit-server. When the server goes away the worker retries
     LIVEKIT_MAX_RETRY times (its health endpoint stays 200 meanwhile: livekit-agents reports 503
     only once it gave up), then exits 1; the container is then unhealthy and compose's restart
-    policy (or Kubernetes) starts it again."""
+    policy (or Kubernetes) starts it again. Both agents at once: each waits out the retries."""
     net, lk = livekit
     t0 = time.monotonic()
-    cid = docker.start("--network", net, *HARDENED, "-e", "LIVEKIT_URL=ws://livekit:7880",
-                       "-e", "LIVEKIT_API_KEY=devkey", "-e", "LIVEKIT_API_SECRET=secret",
-                       "-e", "LIVEKIT_MAX_RETRY=2", *FAKE_KEYS,
-                       "--health-interval", "1s", "--health-retries", "3",
-                       "--health-timeout", "5s", "--health-start-period", "60s",
-                       IMAGE.format(agent=agent))
-    docker.wait_health(cid, "healthy", timeout=90)
-    healthy_s = time.monotonic() - t0
-    figure(f"{agent}: docker run -> healthy {healthy_s:.1f}s (1 s health interval, "
-           "internal network: nothing fetched at start)")
-    deadline = time.monotonic() + 20
-    while "registered worker" not in (logs := docker.out("logs", cid)):
-        assert time.monotonic() < deadline, f"healthy but never registered:\n{logs[-3000:]}"
-        time.sleep(0.2)
-    health_cmd = docker.inspect(cid)["Config"]["Healthcheck"]["Test"]
-    assert health_cmd[0] == "CMD" and "HEALTH_PORT" in health_cmd[-1], "the image's own check"
-    assert docker.inspect(cid)["State"]["Health"]["Log"][-1]["ExitCode"] == 0
+    cids = {agent: docker.start(
+        "--network", net, *HARDENED, "-e", "LIVEKIT_URL=ws://livekit:7880",
+        "-e", "LIVEKIT_API_KEY=devkey", "-e", "LIVEKIT_API_SECRET=secret",
+        "-e", "LIVEKIT_MAX_RETRY=2", *FAKE_KEYS,
+        "--health-interval", "1s", "--health-retries", "3",
+        "--health-timeout", "5s", "--health-start-period", "60s",
+        IMAGE.format(agent=agent)) for agent in AGENTS}
+    for agent, took in _each_health(docker, cids, "healthy", 90, t0).items():
+        figure(f"{agent}: docker run -> healthy {took:.1f}s (1 s health interval, internal "
+               f"network: nothing fetched at start; {len(cids)} agents starting at once)")
+    for cid in cids.values():
+        deadline = time.monotonic() + 20
+        while "registered worker" not in (logs := docker.out("logs", cid)):
+            assert time.monotonic() < deadline, f"healthy but never registered:\n{logs[-3000:]}"
+            time.sleep(0.2)
+        health_cmd = docker.inspect(cid)["Config"]["Healthcheck"]["Test"]
+        assert health_cmd[0] == "CMD" and "HEALTH_PORT" in health_cmd[-1], "the image's own check"
+        assert docker.inspect(cid)["State"]["Health"]["Log"][-1]["ExitCode"] == 0
 
     t1 = time.monotonic()
     docker.out("rm", "-f", lk)  # gone: its name no longer resolves
-    docker.wait_health(cid, "unhealthy", timeout=120, exited_ok=True)
-    state = docker.inspect(cid)["State"]
-    figure(f"{agent}: livekit-server removed -> unhealthy after {time.monotonic() - t1:.1f}s "
-           f"(LIVEKIT_MAX_RETRY=2; container {state['Status']}, exit code {state['ExitCode']})")
-    logs = docker.out("logs", cid)
-    assert "failed to connect to livekit" in logs
-    assert state["Status"] == "exited" and state["ExitCode"] == 1, (
-        f"giving up on LiveKit must be a failure for the orchestrator: {state}")
+    for agent, took in _each_health(docker, cids, "unhealthy", 120, t1).items():
+        state = docker.inspect(cids[agent])["State"]
+        figure(f"{agent}: livekit-server removed -> unhealthy after {took:.1f}s "
+               f"(LIVEKIT_MAX_RETRY=2; container {state['Status']}, exit code "
+               f"{state['ExitCode']})")
+        assert "failed to connect to livekit" in docker.out("logs", cids[agent])
+        assert state["Status"] == "exited" and state["ExitCode"] == 1, (
+            f"giving up on LiveKit must be a failure for the orchestrator: {state}")
 
 
 # --- the web client's image ----------------------------------------------------------------------
